@@ -1,0 +1,202 @@
+"""The S2 engine: history, prompt, generation, parsing and projection behind reset/observe/step."""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import logging
+import threading
+import time
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from . import prompt
+from .config import EngineConfig
+from .generation import Generator, PlainGenerator
+from .geometry import project_pixel_goal
+from .history import HistoryBuffer
+from .images import as_rgb, resize_rgb
+from .parsing import OutputKind, ParsedOutput, parse_output
+from .types import Decision, DecisionKind, Frame
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class _Conversation:
+    """The first turn of a step, kept while waiting for a look-down frame (command mode)."""
+
+    messages: list[dict[str, Any]]
+    images: list[Image.Image]
+    keys: list[int | None]
+    first_answer: str
+    epoch: int
+
+
+class S2Engine:
+    def __init__(self, cfg: EngineConfig, backbone=None) -> None:
+        self.cfg = cfg
+        if backbone is None:
+            from .backbone import load_backbone
+
+            backbone = load_backbone(cfg.model_path, cfg.device, cfg.dtype, cfg.attn_implementation)
+        self.backbone = backbone
+        self.generator: Generator = self._make_generator()
+        self.history: HistoryBuffer[Image.Image] = HistoryBuffer(cfg.history_capacity)
+        self._conjunctions = prompt.ConjunctionPicker(cfg.seed, cfg.conjunction_mode)
+        self._state_lock = threading.Lock()
+        self._step_lock = threading.Lock()
+        self._instruction: str | None = None
+        self._epoch = 0
+        self._pending: _Conversation | None = None
+
+    def _make_generator(self) -> Generator:
+        if self.cfg.fast_path != "off":
+            try:
+                from .fast_generation import make_fast_generator
+            except ImportError:
+                make_fast_generator = None
+            if make_fast_generator is not None:
+                fast = make_fast_generator(self.backbone, self.cfg.max_new_tokens, required=self.cfg.fast_path == "on")
+                if fast is not None:
+                    return fast
+            elif self.cfg.fast_path == "on":
+                raise RuntimeError("fast_path 'on' but no fast generator is available in this build")
+        return PlainGenerator(self.backbone, self.cfg.max_new_tokens)
+
+    @property
+    def info(self) -> dict[str, str]:
+        b = self.backbone
+        return {
+            "backbone": b.kind.value,
+            "model_class": b.kind.model_class_name,
+            "device": str(b.device),
+            "dtype": str(b.dtype).replace("torch.", ""),
+            "attn_implementation": b.attn_implementation,
+            "model_path": str(b.path),
+            "generator": type(self.generator).__name__,
+        }
+
+    @property
+    def instruction(self) -> str | None:
+        return self._instruction
+
+    @property
+    def pending_look_down(self) -> bool:
+        return self._pending is not None
+
+    def reset(self, instruction: str) -> None:
+        """Start a new episode; raises ValueError for an empty or over-long instruction."""
+        if not isinstance(instruction, str) or not prompt.clean_instruction(instruction):
+            raise ValueError("instruction is empty")
+        if len(instruction) > self.cfg.max_instruction_chars:
+            raise ValueError(f"instruction has {len(instruction)} characters, limit is {self.cfg.max_instruction_chars}")
+        with self._state_lock:
+            self._instruction = instruction
+            self._epoch += 1
+            self._pending = None
+            self.history.clear()
+            self._conjunctions.reset()
+            self.generator.reset()
+
+    def observe(self, rgb) -> int:
+        """Record a frame in the episode history; returns its index. Thread-safe."""
+        image = resize_rgb(as_rgb(rgb), self.cfg.resize_w, self.cfg.resize_h)
+        return self.history.append(image)
+
+    def step(self, frame: Frame, index: int | None = None) -> Decision:
+        """Decide on ``frame``. Bad frames raise ``images.InvalidFrame``; model trouble gives kind NONE."""
+        with self._step_lock:
+            start = time.perf_counter()
+            rgb = as_rgb(frame.rgb)
+            with self._state_lock:
+                instruction, epoch, pending = self._instruction, self._epoch, self._pending
+                self._pending = None
+            if instruction is None:
+                decision = Decision(DecisionKind.NONE, reason="no instruction yet")
+            elif pending is not None:
+                decision = self._look_down_turn(pending, frame, rgb)
+            else:
+                decision = self._first_turn(instruction, epoch, frame, rgb, index)
+            if self._epoch != epoch:
+                decision = Decision(DecisionKind.NONE, raw_text=decision.raw_text, reason="episode was reset during the step")
+            decision.stamp = frame.stamp
+            decision.timing["step"] = time.perf_counter() - start
+            return decision
+
+    def _first_turn(self, instruction: str, epoch: int, frame: Frame, rgb: np.ndarray, index: int | None) -> Decision:
+        current = resize_rgb(rgb, self.cfg.resize_w, self.cfg.resize_h)
+        if index is None:
+            index = self.history.append(current)
+        history = self.history.select(index, self.cfg.num_history)
+        text = prompt.build_user_text(instruction, len(history), self._conjunctions.pick())
+        images = [img for _, img in history] + [current]
+        keys: list[int | None] = [i for i, _ in history] + [index]
+        messages = [prompt.user_message(text, images)]
+        generated = self.generator.generate(messages, images, keys)
+        parsed = parse_output(generated.text, current.size, self.cfg.max_actions)
+        if parsed.kind != OutputKind.LOOK_DOWN:
+            return self._decide(parsed, generated, frame, current.size, looked_down=False)
+        conversation = _Conversation(messages, images, keys, generated.text, epoch)
+        if self.cfg.look_down_mode == "command":
+            with self._state_lock:
+                if self._epoch == epoch:
+                    self._pending = conversation
+            return Decision(DecisionKind.LOOK_DOWN, actions=parsed.actions, raw_text=generated.text, timing=dict(generated.timing))
+        return self._look_down_turn(conversation, frame, rgb, first_timing=generated.timing)
+
+    def _look_down_turn(self, conv: _Conversation, frame: Frame, rgb: np.ndarray, first_timing: dict | None = None) -> Decision:
+        """Second user turn: the look-down frame at full resolution, as upstream appends it."""
+        look_down = Image.fromarray(rgb)
+        messages = conv.messages + [
+            prompt.assistant_message(conv.first_answer),
+            prompt.user_message(prompt.build_look_down_text(self._conjunctions.pick()), [look_down]),
+        ]
+        generated = self.generator.generate(messages, conv.images + [look_down], conv.keys + [None])
+        if first_timing:
+            generated.timing = {k: v + first_timing.get(k, 0.0) for k, v in generated.timing.items()}
+        parsed = parse_output(generated.text, look_down.size, self.cfg.max_actions)
+        raw = conv.first_answer + "\n" + generated.text
+        if parsed.kind == OutputKind.LOOK_DOWN:
+            return Decision(DecisionKind.NONE, raw_text=raw, reason="model asked to look down again after looking down", looked_down=True)
+        decision = self._decide(parsed, generated, frame, look_down.size, looked_down=True)
+        decision.raw_text = raw
+        return decision
+
+    def _decide(self, parsed: ParsedOutput, generated, frame: Frame, image_size, looked_down: bool) -> Decision:
+        timing = dict(generated.timing)
+        common = dict(raw_text=generated.text, timing=timing, looked_down=looked_down)
+        if parsed.kind == OutputKind.NONE:
+            return Decision(DecisionKind.NONE, reason=parsed.reason, **common)
+        if parsed.kind == OutputKind.STOP:
+            return Decision(DecisionKind.STOP, actions=parsed.actions, **common)
+        if parsed.kind == OutputKind.ACTIONS:
+            return Decision(DecisionKind.ACTIONS, actions=parsed.actions, **common)
+        result = project_pixel_goal(
+            parsed.pixel,
+            image_size,
+            frame.depth,
+            frame.intrinsics,
+            frame.t_odom_optical,
+            self.cfg.min_depth,
+            self.cfg.max_depth,
+            self.cfg.depth_window,
+        )
+        if result.waypoint is None:
+            return Decision(DecisionKind.PIXEL_GOAL, pixel=parsed.pixel, reason=result.reason, **common)
+        return Decision(DecisionKind.WAYPOINT, pixel=parsed.pixel, waypoint=result.waypoint, **common)
+
+    def close(self) -> None:
+        """Free the model (and the CUDA cache). The engine is unusable afterwards."""
+        self.generator = None  # type: ignore[assignment]
+        self.backbone = None
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass

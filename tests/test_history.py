@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+
+from internvla_s2_node.core.history import HistoryBuffer, history_indices
+
+
+def upstream(t, n=8):
+    if t == 0:
+        return []
+    return np.unique(np.linspace(0, t - 1, n, dtype=np.int32)).tolist()
+
+
+@pytest.mark.parametrize("num_history", [1, 4, 8])
+def test_indices_equal_upstream_formula(num_history):
+    for t in range(0, 501):
+        assert history_indices(t, num_history) == upstream(t, num_history), t
+
+
+def test_spread_over_whole_episode_not_last_frames():
+    idx = history_indices(100, 8)
+    assert idx[0] == 0 and idx[-1] == 99 and len(idx) == 8
+
+
+def test_buffer_exact_up_to_capacity():
+    buf = HistoryBuffer[int](capacity=512)
+    for t in range(0, 513):
+        sel = buf.select(t, 8)
+        assert [i for i, _ in sel] == upstream(t), t
+        assert [f for _, f in sel] == upstream(t)  # frame payload is its own index
+        buf.append(t)
+
+
+def test_buffer_bounded_and_graceful_beyond_capacity():
+    cap = 64
+    buf = HistoryBuffer[int](capacity=cap)
+    for t in range(5000):
+        buf.append(t)
+        assert buf.kept <= cap
+        if t % 97 == 0 and t > 0:
+            wanted = upstream(t)
+            got = [i for i, _ in buf.select(t, 8)]
+            # never a later frame, error below the stride, still spans the episode
+            for w, g in zip(wanted, got):
+                assert g <= w and w - g < buf.stride
+            assert got[0] == 0
+            assert got[-1] >= (t - 1) - buf.stride
+    assert len(buf) == 5000
+    assert buf.stride > 1
+
+
+def test_clear_and_bad_capacity():
+    buf = HistoryBuffer[int](capacity=4)
+    for t in range(10):
+        buf.append(t)
+    buf.clear()
+    assert len(buf) == 0 and buf.kept == 0 and buf.stride == 1
+    with pytest.raises(ValueError):
+        HistoryBuffer(capacity=1)
+    with pytest.raises(IndexError):
+        buf.resolve(3)
