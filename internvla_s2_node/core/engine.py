@@ -40,8 +40,9 @@ class S2Engine:
         self.cfg = cfg
         if backbone is None:
             from .backbone import load_backbone
+            from .model_ref import resolve_model_path
 
-            backbone = load_backbone(cfg.model_path, cfg.device, cfg.dtype, cfg.attn_implementation)
+            backbone = load_backbone(resolve_model_path(cfg.model_path), cfg.device, cfg.dtype, cfg.attn_implementation)
         self.backbone = backbone
         self.generator: Generator = self._make_generator()
         self.history: HistoryBuffer[Image.Image] = HistoryBuffer(cfg.history_capacity)
