@@ -1,0 +1,123 @@
+"""The torch Dataset: a sample spec becomes frames, a conversation, then tensors.
+
+Frames are prepared as the engine prepares them: history and current frames resized to
+``resize_w x resize_h`` (core.images.resize_rgb), the look-down frame at full resolution
+(its pixel goal is in that frame's pixels). The conjunction phrases are drawn from a
+generator seeded by (seed, sample index), so every process builds the same text.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..core.images import as_rgb, resize_rgb
+from .collate import encode_conversation
+from .lerobot_data import DataError, Episode
+from .samples import SampleKind, SampleSpec, build_messages, history_of
+
+log = logging.getLogger(__name__)
+
+
+def load_rgb(episode: Episode, frame: int, look_down: bool) -> np.ndarray:
+    path = episode.frame_path(frame, look_down)
+    try:
+        with Image.open(path) as image:
+            return as_rgb(image.convert("RGB"))
+    except (OSError, ValueError) as exc:
+        raise DataError(f"episode {episode.index} of {episode.scene}: cannot read frame {path} ({exc})") from exc
+
+
+class S2Dataset(torch.utils.data.Dataset):
+    def __init__(
+        self,
+        episodes: list[Episode],
+        specs: list[SampleSpec],
+        processor,
+        num_history: int = 8,
+        resize: tuple[int, int] = (384, 384),
+        seed: int = 0,
+        on_error: str = "skip",
+        max_retries: int = 8,
+    ) -> None:
+        self.episodes = episodes
+        self.specs = specs
+        self.processor = processor
+        self.num_history = num_history
+        self.resize = resize
+        self.seed = seed
+        self.on_error = on_error
+        self.max_retries = max_retries
+        self.failures = 0  # per process (each DataLoader worker counts its own)
+
+    def __len__(self) -> int:
+        return len(self.specs)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        """The sample; with ``on_error="skip"`` a broken one is logged, counted and replaced by the next."""
+        for attempt in range(self.max_retries + 1):
+            i = (index + attempt) % len(self.specs)
+            try:
+                return self.encode(i)
+            except DataError as exc:
+                if self.on_error == "raise":
+                    raise
+                self.failures += 1
+                log.warning("skipping sample %d (%d skipped in this process): %s", i, self.failures, exc)
+        raise DataError(f"{self.max_retries + 1} samples in a row from index {index} are broken; see the warnings above")
+
+    def conversation(self, index: int) -> tuple[list[dict], list[Image.Image]]:
+        """The sample's messages (answers included) and its images in prompt order."""
+        spec = self.specs[index]
+        episode = self.episodes[spec.episode]
+        width, height = self.resize
+        history = [resize_rgb(load_rgb(episode, t, False), width, height) for t in history_of(spec, self.num_history)]
+        current = resize_rgb(load_rgb(episode, spec.frame, False), width, height)
+        look_down = None
+        if spec.kind == SampleKind.PIXEL_GOAL:
+            look_down = Image.fromarray(load_rgb(episode, spec.frame, True))
+            _check_pixel(spec, look_down, episode)
+        rng = random.Random(self.seed * 1_000_003 + index)
+        messages = build_messages(spec, history, current, look_down, rng)
+        images = [*history, current] + ([look_down] if look_down is not None else [])
+        return messages, images
+
+    def encode(self, index: int) -> dict[str, torch.Tensor]:
+        messages, images = self.conversation(index)
+        return encode_conversation(self.processor, messages, images)
+
+
+def _check_pixel(spec: SampleSpec, look_down: Image.Image, episode: Episode) -> None:
+    column, row = spec.pixel
+    width, height = look_down.size
+    if not (0 <= column < width and 0 <= row < height):
+        raise DataError(
+            f"episode {episode.index} of {episode.scene}: pixel goal ({column}, {row}) at frame {spec.frame} "
+            f"is outside the {width}x{height} look-down frame"
+        )
+
+
+def prepare_data(cfg, processor):
+    """Scan the data folders, build the sample list and the Dataset; returns (dataset, report dict)."""
+    from collections import Counter
+
+    from .layout import CameraSetup
+    from .lerobot_data import DataSource, scan
+    from .samples import SampleOptions, build_samples
+
+    default = CameraSetup(cfg.height_cm, cfg.front_pitch, cfg.down_pitch)
+    sources = [DataSource.parse(spec, default) for spec in cfg.data]
+    episodes, report = scan(sources, on_error="raise" if cfg.on_bad_data == "raise" else "skip")
+    opts = SampleOptions(cfg.sample_step, cfg.num_future_steps, cfg.num_history, cfg.min_goal_frames, cfg.stop_repeat, cfg.pixel_goal_only)
+    specs = build_samples(episodes, opts)
+    if cfg.max_samples:
+        specs = specs[: cfg.max_samples]
+    if not specs:
+        raise DataError(f"no training samples in {cfg.data}: {report.summary()}")
+    dataset = S2Dataset(episodes, specs, processor, cfg.num_history, (cfg.resize_w, cfg.resize_h), cfg.seed, cfg.on_bad_data)
+    kinds = Counter(s.kind.value for s in specs)
+    return dataset, {**report.to_json(), "summary": report.summary(), "samples": len(specs), "samples_by_kind": dict(kinds)}

@@ -1,0 +1,275 @@
+"""The training loop: one process, torchrun (DDP) or DeepSpeed, answer-token loss over the global batch."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from . import model as model_setup
+from .collate import PadCollator, count_label_tokens
+from .config import TrainConfig
+from .dataset import prepare_data
+from .distributed import DistInfo, GlobalBatchSampler, all_reduce_sum, barrier, init_distributed, shutdown, total_steps
+from .save import prune_checkpoints, save_checkpoint
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    output_dir: Path
+    steps: int
+    losses: list[float]
+    data_report: dict
+
+
+def make_scheduler(optimizer, cfg: TrainConfig, steps: int):
+    from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
+
+    warmup = int(math.ceil(cfg.warmup_ratio * steps))
+    if cfg.lr_scheduler == "cosine":
+        return get_cosine_schedule_with_warmup(optimizer, warmup, steps)
+    if cfg.lr_scheduler == "linear":
+        return get_linear_schedule_with_warmup(optimizer, warmup, steps)
+    return get_constant_schedule_with_warmup(optimizer, warmup)
+
+
+def make_optimizer(groups: list[dict], cfg: TrainConfig, ds_config: dict | None):
+    betas = (cfg.adam_beta1, cfg.adam_beta2)
+    if ds_config and _offloads_optimizer(ds_config):
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+        return DeepSpeedCPUAdam(groups, lr=cfg.learning_rate, betas=betas)
+    return torch.optim.AdamW(groups, lr=cfg.learning_rate, betas=betas)
+
+
+def _offloads_optimizer(ds_config: dict) -> bool:
+    offload = ds_config.get("zero_optimization", {}).get("offload_optimizer", {}) or {}
+    return offload.get("device", "none") not in ("none", None)
+
+
+def load_ds_config(cfg: TrainConfig, world_size: int) -> dict:
+    """The DeepSpeed JSON with its ``"auto"`` entries filled from the training config."""
+    config = json.loads(Path(cfg.deepspeed).read_text())
+    fill = {
+        "train_micro_batch_size_per_gpu": cfg.per_device_batch_size,
+        "gradient_accumulation_steps": cfg.grad_accum,
+        "train_batch_size": cfg.per_device_batch_size * cfg.grad_accum * world_size,
+        "gradient_clipping": cfg.max_grad_norm,
+    }
+    for key, value in fill.items():
+        if config.get(key, "auto") == "auto":
+            config[key] = value
+    for key in ("bf16", "fp16"):
+        if config.get(key, {}).get("enabled") == "auto":
+            config[key]["enabled"] = cfg.bf16 if key == "bf16" else False
+    config.pop("optimizer", None)  # ours, with per-component learning rates
+    config.pop("scheduler", None)
+    return config
+
+
+def zero_stage(ds_config: dict | None) -> int:
+    return int((ds_config or {}).get("zero_optimization", {}).get("stage", 0))
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.info: DistInfo = init_distributed(cfg.device, use_deepspeed=bool(cfg.deepspeed))
+        torch.manual_seed(cfg.seed)
+        self.out = Path(cfg.output_dir)
+        self.ds_config = load_ds_config(cfg, self.info.world_size) if cfg.deepspeed else None
+        self._check_ds()
+        self._ds_keepalive = self._hf_ds_config()
+        self.model, self.processor, self.kind = model_setup.load_model(cfg, self.info.device, zero3=zero_stage(self.ds_config) == 3)
+        if cfg.lora:
+            self.model = model_setup.apply_lora(self.model, cfg)
+        self.trainable = model_setup.set_trainable(self.model, cfg)
+        if cfg.gradient_checkpointing:
+            model_setup.enable_gradient_checkpointing(self.model)
+        self.dataset, self.data_report = prepare_data(cfg, self.processor)
+        self.steps = total_steps(len(self.dataset), self.global_batch, cfg.epochs, cfg.max_steps)
+        self.optimizer = make_optimizer(model_setup.param_groups(self.model, cfg), cfg, self.ds_config)
+        self.scheduler = make_scheduler(self.optimizer, cfg, self.steps)
+        self.engine = self._wrap()
+        self.autocast = cfg.bf16 and not cfg.deepspeed and self.info.device.type == "cuda"
+        if cfg.bf16 and self.info.device.type != "cuda" and self.info.is_main:
+            log.warning("bf16 autocast is used on CUDA only; training in float32 on %s", self.info.device)
+
+    @property
+    def global_batch(self) -> int:
+        return self.cfg.per_device_batch_size * self.cfg.grad_accum * self.info.world_size
+
+    def _check_ds(self) -> None:
+        if self.cfg.lora and zero_stage(self.ds_config) == 3:
+            raise ValueError("LoRA with ZeRO-3 is not supported (saving merges LoRA into full weights); use ZeRO-2")
+
+    def _hf_ds_config(self):
+        if zero_stage(self.ds_config) != 3:
+            return None
+        from transformers.integrations import HfDeepSpeedConfig
+
+        return HfDeepSpeedConfig(self.ds_config)  # must stay alive: from_pretrained then builds partitioned
+
+    def _wrap(self):
+        if self.ds_config is not None:
+            import deepspeed
+
+            engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+                model=self.model, optimizer=self.optimizer, lr_scheduler=self.scheduler, config=self.ds_config
+            )
+            return engine
+        if self.info.distributed:
+            device_ids = [self.info.device.index] if self.info.device.type == "cuda" else None
+            return torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+        return self.model
+
+    def loader(self):
+        sampler = GlobalBatchSampler(
+            len(self.dataset), self.cfg.per_device_batch_size, self.info, self.cfg.grad_accum, self.steps, self.cfg.seed, self.cfg.shuffle
+        )
+        pad_id = self.processor.tokenizer.pad_token_id
+        return torch.utils.data.DataLoader(
+            self.dataset,
+            batch_sampler=sampler,
+            collate_fn=PadCollator(pad_id if pad_id is not None else 0),
+            num_workers=self.cfg.num_workers,
+            pin_memory=self.info.device.type == "cuda",
+            persistent_workers=False,
+        )
+
+    def forward_sum(self, batch: dict) -> torch.Tensor:
+        """Summed cross-entropy over the batch's answer tokens."""
+        batch = {k: v.to(self.info.device, non_blocking=True) for k, v in batch.items()}
+        if "pixel_values" in batch and self.ds_config is not None and self.cfg.bf16:
+            batch["pixel_values"] = batch["pixel_values"].to(torch.bfloat16)
+        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
+        with ctx:
+            return self.engine(**batch, num_items_in_batch=1).loss
+
+    def train_step(self, micro_batches: list[dict]) -> tuple[float, float, int]:
+        """One optimizer step over this rank's micro-batches; returns (global loss, grad norm, label tokens)."""
+        local_tokens = sum(count_label_tokens(b) for b in micro_batches)
+        tokens = int(all_reduce_sum(torch.tensor(float(local_tokens), device=self.info.device), self.info).item())
+        scale = self.info.world_size / max(tokens, 1)
+        loss_sum = torch.zeros((), device=self.info.device)
+        for index, batch in enumerate(micro_batches):
+            last = index == len(micro_batches) - 1
+            loss = self.forward_sum(batch)
+            loss_sum += loss.detach().float()
+            self._backward(loss * scale, last)
+        grad_norm = self._optimizer_step()
+        loss_sum = all_reduce_sum(loss_sum, self.info)
+        return float(loss_sum.item()) / max(tokens, 1), grad_norm, tokens
+
+    def _backward(self, loss: torch.Tensor, last: bool) -> None:
+        if self.ds_config is not None:
+            self.engine.backward(loss * self.cfg.grad_accum)  # DeepSpeed divides by its accumulation steps
+            self.engine.step()
+            return
+        sync = contextlib.nullcontext() if last or not self.info.distributed else self.engine.no_sync()
+        with sync:
+            loss.backward()
+
+    def _optimizer_step(self) -> float:
+        if self.ds_config is not None:
+            norm = self.engine.get_global_grad_norm()
+            return float(norm) if norm is not None else float("nan")
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        limit = self.cfg.max_grad_norm if self.cfg.max_grad_norm > 0 else float("inf")
+        norm = torch.nn.utils.clip_grad_norm_(params, limit)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(norm)
+
+    def run(self) -> TrainResult:
+        cfg, info = self.cfg, self.info
+        if info.is_main:
+            self._write_start()
+        losses: list[float] = []
+        micro = iter(self.loader())
+        bar = self._progress()
+        start = time.perf_counter()
+        for step in range(1, self.steps + 1):
+            batches = [next(micro) for _ in range(cfg.grad_accum)]
+            loss, grad_norm, tokens = self.train_step(batches)
+            losses.append(loss)
+            if info.is_main:
+                self._log(step, loss, grad_norm, tokens, time.perf_counter() - start)
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self._lr():.2e}")
+            if cfg.save_steps and step % cfg.save_steps == 0 and step < self.steps:
+                self.save(self.out / f"checkpoint-{step}", step)
+                if info.is_main:
+                    prune_checkpoints(self.out, cfg.save_total_limit)
+        if bar is not None:
+            bar.close()
+        self.save(self.out, self.steps)
+        if info.is_main:
+            log.info("training done: %d steps, final loss %.4f; checkpoint in %s", self.steps, losses[-1], self.out)
+        shutdown(info)
+        return TrainResult(self.out, self.steps, losses, self.data_report)
+
+    def _lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def _progress(self):
+        if not (self.info.is_main and self.cfg.progress):
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.steps, desc="train", unit="step", dynamic_ncols=True)
+
+    def _write_start(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.cfg.save(self.out / "train_config.json")
+        (self.out / "data_report.json").write_text(json.dumps(self.data_report, indent=2) + "\n")
+        (self.out / "train_log.jsonl").write_text("")
+        report = self.data_report
+        log.info("data: %s; %d samples %s", report["summary"], report["samples"], report["samples_by_kind"])
+        for reason in report["skipped"][:10]:
+            log.warning("skipped: %s", reason)
+        log.info(
+            "model %s (%s); trainable parameters %s; %d steps of global batch %d on %d process(es)",
+            self.cfg.model_name, self.kind.value, self.trainable, self.steps, self.global_batch, self.info.world_size,
+        )  # fmt: skip
+
+    def _log(self, step: int, loss: float, grad_norm: float, tokens: int, elapsed: float) -> None:
+        if step % self.cfg.logging_steps and step != self.steps:
+            return
+        record = {
+            "step": step,
+            "epoch": step * self.global_batch / len(self.dataset),
+            "loss": loss,
+            "lr": self._lr(),
+            "grad_norm": grad_norm,
+            "label_tokens": tokens,
+            "samples": step * self.global_batch,
+            "elapsed_s": round(elapsed, 3),
+        }
+        with open(self.out / "train_log.jsonl", "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+
+    def save(self, out: Path, step: int) -> None:
+        state_dict = None
+        if zero_stage(self.ds_config) == 3:
+            state_dict = self.engine._zero3_consolidated_16bit_state_dict()  # collective: every rank calls it
+        if self.info.is_main:
+            dtype = torch.bfloat16 if self.cfg.bf16 else None
+            extra = {"train_config.json": self.cfg.to_json(), "trainer_state.json": {"step": step, "total_steps": self.steps}}
+            model = self.engine if self.ds_config is not None else self.model
+            save_checkpoint(model, self.processor, out, state_dict=state_dict, dtype=dtype, extra=extra)
+        barrier(self.info)
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    return Trainer(cfg).run()
