@@ -1,0 +1,36 @@
+"""QoS profiles used by the package (Humble-compatible constructors only)."""
+
+from __future__ import annotations
+
+from rclpy.qos import (
+    DurabilityPolicy,
+    HistoryPolicy,
+    QoSProfile,
+    ReliabilityPolicy,
+    qos_profile_sensor_data,
+)
+
+
+def sensor_qos() -> QoSProfile:
+    """Camera, depth, camera info and odometry: best effort, keep last 5 (``qos_profile_sensor_data``)."""
+    return qos_profile_sensor_data
+
+
+def latched_qos(depth: int = 1) -> QoSProfile:
+    """Instruction: reliable + transient local, so a node that starts later still gets the last one."""
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    )
+
+
+def reliable_qos(depth: int = 10) -> QoSProfile:
+    """Outputs (waypoint, actions, raw output, diagnostics): reliable, volatile."""
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.VOLATILE,
+    )
