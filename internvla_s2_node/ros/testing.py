@@ -209,6 +209,15 @@ class Probe(Node):
                     return {kv.key: kv.value for kv in status.values} | {"_message": status.message}
         return None
 
+    def wait_diagnostics(self, predicate: Callable[[dict], Any], timeout: float = 3.0) -> dict | None:
+        """The first s2_node diagnostics values (newest first) for which ``predicate`` holds, waiting up to ``timeout``."""
+
+        def check():
+            d = self.diagnostics()
+            return d if d is not None and predicate(d) else None
+
+        return wait_for(check, timeout)
+
     def matched(self) -> bool:
         """All five input publishers are matched by the node's subscriptions."""
         pubs = (self.image_pub, self.depth_pub, self.info_pub, self.odom_pub, self.instruction_pub)

@@ -1,0 +1,252 @@
+"""s2_node in-process over real DDS (localhost), with the real S2Engine and a scripted generator.
+
+The generator answers from a script instead of a model, so stamps, frames, types,
+look-down handling, dropping and rejection are checked deterministically. The real
+tiny model runs in tests/test_ros_s2_process.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import threading
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from std_msgs.msg import String  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+
+from internvla_s2_node.ros import testing as T  # noqa: E402
+from internvla_s2_node.ros.s2_node import S2Node  # noqa: E402
+
+pytestmark = pytest.mark.ros
+DOMAIN_ID = 63
+SMALL = [Parameter("resize_w", value=56), Parameter("resize_h", value=56)]
+
+
+@pytest.fixture(scope="module")
+def context():
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=DOMAIN_ID)
+    yield ctx
+    rclpy.shutdown(context=ctx)
+
+
+@contextlib.contextmanager
+def running(context, answers, params=(), delay_s=0.0, compressed=False):
+    node = S2Node(engine_factory=T.scripted_engine_factory(answers, delay_s), context=context,
+                  parameter_overrides=SMALL + list(params))
+    probe = T.Probe(context=context, compressed=compressed)
+    executor = MultiThreadedExecutor(num_threads=4, context=context)
+    executor.add_node(node)
+    executor.add_node(probe)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    try:
+        assert T.wait_for(lambda: node._active and probe.matched(), 15), "node did not come up / match"
+        yield node, probe
+    finally:
+        executor.shutdown()
+        thread.join(5)
+        node.release()
+        node.destroy_node()
+        probe.destroy_node()
+
+
+def send(probe, n, period=0.03, **kw):
+    stamps = []
+    for _ in range(n):
+        stamps.append(round(time.time(), 6))
+        probe.send_frame(stamps[-1], **kw)
+        time.sleep(period)
+    return stamps
+
+
+def stamp_of(msg) -> float:
+    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+
+
+def close_to_any(t, stamps):
+    return any(abs(t - s) < 1e-6 for s in stamps)
+
+
+def test_actions_waypoint_pixel_goal_stamped_with_their_image(context):
+    with running(context, ["↑←", "20,30"]) as (node, probe):
+        debug = []
+        probe.create_subscription(Image, "/s2_node/debug_image", debug.append, 10)
+        probe.instruct("walk to the sofa")
+        assert T.wait_for(lambda: node._instruction, 5)
+        stamps = send(probe, 12, period=0.06)
+        assert T.wait_for(lambda: probe.get("actions") and probe.get("waypoint") and debug, 5)
+        actions, waypoints, pixels = probe.get("actions"), probe.get("waypoint"), probe.get("pixel_goal")
+        assert list(actions[0].data) == [1, 2]
+        for wp in waypoints:
+            assert wp.header.frame_id == "odom" and close_to_any(stamp_of(wp), stamps)
+            p, q = wp.pose.position, wp.pose.orientation
+            assert T.finite([p.x, p.y, p.z, q.x, q.y, q.z, q.w])
+            assert p.x > 0  # in front of the robot (camera looks along +x)
+        for px in pixels:
+            assert px.header.frame_id == "camera_optical" and close_to_any(stamp_of(px), stamps)
+            # the model answered (20, 30) in its 56x56 input; published in camera pixels (64x48)
+            assert px.point.x == pytest.approx(20 * 64 / 56) and px.point.y == pytest.approx(30 * 48 / 56)
+        assert {m.data for m in probe.get("raw_output")} <= {"↑←", "20,30"}
+        assert debug[0].encoding == "rgb8" and (debug[0].width, debug[0].height) == (64, 48)
+        diag = probe.wait_diagnostics(lambda d: int(d["inferences"]) >= 2)
+        assert diag and diag["backbone"] == "scripted" and diag["_message"] == "running"
+        assert float(diag["step_latency_ms"]) >= 0 and float(diag["frame_age_ms"]) >= 0
+
+
+def test_new_instruction_and_reset_service_start_new_episodes(context):
+    with running(context, ["↑"]) as (node, probe):
+        probe.instruct("go to the door")
+        assert T.wait_for(lambda: node._episode == 1, 5)
+        send(probe, 8)
+        assert T.wait_for(lambda: len(node._engine.history) >= 6, 5)
+        probe.instruct("now go to the kitchen")
+        assert T.wait_for(lambda: node._episode == 2, 5)
+        assert len(node._engine.history) <= 1 and node._engine.instruction == "now go to the kitchen"
+        send(probe, 4)
+        assert T.wait_for(lambda: len(node._engine.history) >= 3, 5)
+        client = probe.create_client(Trigger, "/s2_node/reset")
+        assert client.wait_for_service(timeout_sec=5)
+        future = client.call_async(Trigger.Request())
+        assert T.wait_for(future.done, 5) and future.result().success
+        assert node._episode == 3 and len(node._engine.history) == 0
+        assert node._engine.instruction == "now go to the kitchen"
+
+
+def test_slow_model_drops_frames_and_stays_bounded(context):
+    params = [Parameter("inference_delay_s", value=0.25), Parameter("history_capacity", value=16),
+              Parameter("num_history", value=4)]
+    with running(context, ["←"], params=params) as (node, probe):
+        probe.instruct("turn around")
+        assert T.wait_for(lambda: node._instruction, 5)
+        pending = []
+        t0 = time.monotonic()
+        for _ in range(75):  # 2.5 s at 30 Hz
+            probe.send_frame(time.time())
+            pending.append(len(node._slot))
+            time.sleep(1 / 30)
+        elapsed = time.monotonic() - t0
+        time.sleep(0.6)
+        assert max(pending) <= 1 and len(node._slot) <= 1
+        assert node._engine.history.kept <= 16
+        received, dropped = node._counters.get("frames_received"), node._slot.dropped
+        inferences = node._counters.get("inferences")
+        assert received >= 60, "subscription callbacks fell behind at 30 Hz"
+        assert inferences <= elapsed / 0.25 + 2 and inferences >= 4
+        assert dropped >= received - inferences - 3 > 0
+        assert probe.wait_diagnostics(lambda d: int(d["frames_dropped"]) > 0)
+
+
+def test_malformed_input_is_skipped_and_node_keeps_serving(context):
+    with running(context, ["↑"]) as (node, probe):
+        probe.instruct("explore")
+        assert T.wait_for(lambda: node._instruction == "explore", 5)
+        now = time.time()
+        bad_encoding = T.color_msg(now)
+        bad_encoding.encoding = "yuv422"
+        short = T.color_msg(now)
+        short.data = bytes(short.data)[:-10]
+        empty = T.color_msg(now)
+        empty.data = b""
+        nan_depth = T.depth_msg(now, metres=float("nan"))
+        zero_focal = T.camera_info_msg(now)
+        zero_focal.k = [0.0] * 9
+        for msg in (bad_encoding, short, empty):
+            probe.image_pub.publish(msg)
+        probe.depth_pub.publish(nan_depth)
+        probe.info_pub.publish(zero_focal)
+        probe.instruction_pub.publish(String(data="   "))
+        time.sleep(0.3)  # the instruction topic keeps only the newest message
+        probe.instruction_pub.publish(String(data="x" * 10_000))
+        expected = {"rejected_image": 3, "rejected_depth": 1, "rejected_camera_info": 1, "rejected_instruction": 2}
+        assert T.wait_for(lambda: all(node._counters.get(k) >= v for k, v in expected.items()), 5), \
+            node._counters.snapshot()
+        assert node._instruction == "explore" and node._episode == 1
+        probe.clear()
+        send(probe, 5)
+        assert T.wait_for(lambda: probe.get("actions"), 5), "node stopped serving after bad input"
+        diag = probe.wait_diagnostics(lambda d: int(d["frames_rejected"]) >= 7)
+        assert diag and diag["last_rejected_input"]
+
+
+def test_compressed_images(context):
+    with running(context, ["→"], params=[Parameter("use_compressed", value=True)], compressed=True) as (node, probe):
+        probe.instruct("go")
+        assert T.wait_for(lambda: node._instruction, 5)
+        for _ in range(5):
+            t = time.time()
+            probe.odom_pub.publish(T.odom_msg(t))
+            probe.image_pub.publish(T.compressed_msg(t))
+            time.sleep(0.05)
+        assert T.wait_for(lambda: probe.get("actions"), 5)
+        assert list(probe.get("actions")[0].data) == [3]
+
+
+def test_look_down_command_mode_uses_next_frame_unrecorded(context):
+    params = [Parameter("look_down_mode", value="command")]
+    with running(context, ["↓", "5,40"], params=params) as (node, probe):
+        probe.instruct("find the chair")
+        assert T.wait_for(lambda: node._instruction, 5)
+        stamps = send(probe, 1)
+        assert T.wait_for(lambda: probe.get("actions"), 5)
+        assert list(probe.get("actions")[0].data) == [5]
+        assert T.wait_for(lambda: node._look_down_wait, 2)
+        recorded = len(node._engine.history)
+        look_stamps = send(probe, 1)
+        assert T.wait_for(lambda: probe.get("pixel_goal"), 5)
+        goal = probe.get("pixel_goal")[0]
+        assert close_to_any(stamp_of(goal), look_stamps) and not close_to_any(stamp_of(goal), stamps)
+        assert (goal.point.x, goal.point.y) == (5.0, 40.0)  # look-down answers are in camera pixels
+        assert len(node._engine.history) == recorded  # the look-down frame is not history
+
+
+def test_far_waypoint_is_withheld_and_reported(context):
+    with running(context, ["20,30"], params=[Parameter("max_waypoint_distance", value=0.5)]) as (node, probe):
+        probe.instruct("go far")
+        assert T.wait_for(lambda: node._instruction, 5)
+        send(probe, 4)
+        assert T.wait_for(lambda: node._counters.get("waypoints_rejected") >= 1, 5)
+        assert probe.get("waypoint") == [] and probe.get("pixel_goal")
+        diag = probe.wait_diagnostics(lambda d: int(d["waypoints_rejected"]) >= 1)
+        assert "max_waypoint_distance" in diag["last_no_decision"]
+
+
+def test_lifecycle_parameters_rejected_while_loaded(context):
+    with running(context, ["STOP"]) as (node, probe):
+        result = node.set_parameters([Parameter("model_path", value="/elsewhere")])[0]
+        assert not result.successful and "unconfigured" in result.reason
+        assert node.set_parameters([Parameter("max_waypoint_distance", value=3.0)])[0].successful
+        assert not node.set_parameters([Parameter("look_down_mode", value="sideways")])[0].successful
+        node.trigger_deactivate()
+        node.trigger_cleanup()
+        assert node._engine is None
+        assert node.set_parameters([Parameter("model_path", value="/elsewhere")])[0].successful
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node._engine is not None and node._engine.cfg.model_path == "/elsewhere"
+        node.trigger_activate()
+        probe.instruct("stop here")
+        send(probe, 3)
+        assert T.wait_for(lambda: probe.get("actions"), 5)
+        assert list(probe.get("actions")[0].data) == [0]
+        assert probe.wait_diagnostics(lambda d: d["state"] == "active" and math.isfinite(float(d["episode"])))
+
+
+def test_frames_without_depth_or_odometry_give_pixel_goals_only(context):
+    with running(context, ["20,30"]) as (node, probe):
+        probe.instruct("go")
+        assert T.wait_for(lambda: node._instruction, 5)
+        send(probe, 3, depth=False, odom=False)
+        assert T.wait_for(lambda: probe.get("pixel_goal"), 5)
+        assert probe.get("waypoint") == []
+        assert node._counters.get("decisions_pixel_goal") >= 1
+        assert np.isfinite(probe.get("pixel_goal")[0].point.x)
