@@ -30,7 +30,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def load_frame(path: str, depth: float | None, hfov: float) -> Frame:
-    rgb = np.asarray(Image.open(path).convert("RGB"))
+    try:
+        rgb = np.asarray(Image.open(path).convert("RGB"))
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"internvla-s2-infer: cannot read image {path!r}: {exc}") from None
     if depth is None:
         return Frame(rgb)
     h, w = rgb.shape[:2]
@@ -40,10 +43,11 @@ def load_frame(path: str, depth: float | None, hfov: float) -> Frame:
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = parse_args(argv)
+    frames = [load_frame(p, args.depth, args.hfov) for p in args.images]
     engine = S2Engine(EngineConfig(model_path=args.model, device=args.device, max_new_tokens=args.max_new_tokens))
     engine.reset(args.instruction)
-    for i, path in enumerate(args.images):
-        decision = engine.step(load_frame(path, args.depth, args.hfov))
+    for i, (path, frame) in enumerate(zip(args.images, frames)):
+        decision = engine.step(frame)
         if args.all_steps or i == len(args.images) - 1:
             print(json.dumps({"frame": path, **decision.to_json(), "engine": engine.info}), flush=True)
     return 0
