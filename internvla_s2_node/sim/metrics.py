@@ -67,6 +67,18 @@ def dedupe(trajectory) -> np.ndarray:
     return pts[keep]
 
 
+def densify(points: np.ndarray, spacing: float) -> np.ndarray:
+    """Insert points so consecutive ones are at most ``spacing`` apart (endpoints kept)."""
+    pts = np.asarray(points, dtype=float)
+    if len(pts) < 2:
+        return pts.copy()
+    out = [pts[0]]
+    for a, b in zip(pts[:-1], pts[1:]):
+        n = max(1, int(math.ceil(np.linalg.norm(b - a) / spacing - 1e-9)))
+        out += [a + (b - a) * k / n for k in range(1, n + 1)]
+    return np.array(out)
+
+
 def dtw(a, b) -> float:
     """Dynamic time warping distance with euclidean point costs (exact, O(len(a) len(b)))."""
     a, b = _positions(a), _positions(b)
