@@ -52,10 +52,10 @@ def goals_for(actions: list[int], look_down_size: tuple[int, int], rng: np.rando
 def frame(size: tuple[int, int], colour, t: int, square: int = 8) -> np.ndarray:
     w, h = size
     img = np.empty((h, w, 3), np.uint8)
-    img[:] = colour
+    img[:] = (np.asarray(colour, np.int64) + 23 * t) % 256  # the scene changes as the robot moves
     x = (5 * t) % max(1, w - square)
     y = (3 * t) % max(1, h - square)
-    img[y : y + square, x : x + square] = 255 - np.asarray(colour, np.uint8)
+    img[y : y + square, x : x + square] = 255 - img[0, 0]
     return img
 
 

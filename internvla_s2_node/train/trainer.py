@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from . import model as model_setup
-from .collate import PadCollator, count_label_tokens
+from .collate import IGNORE_INDEX, PadCollator, count_label_tokens
 from .config import TrainConfig
 from .dataset import prepare_data
 from .distributed import DistInfo, GlobalBatchSampler, all_reduce_sum, barrier, init_distributed, shutdown, total_steps
@@ -28,6 +28,13 @@ class TrainResult:
     steps: int
     losses: list[float]
     data_report: dict
+
+
+def answer_positions(labels: torch.Tensor) -> torch.Tensor:
+    """Boolean (batch, seq) mask of positions whose next token is an answer token."""
+    keep = torch.zeros_like(labels, dtype=torch.bool)
+    keep[:, :-1] = labels[:, 1:] != IGNORE_INDEX
+    return keep
 
 
 def make_scheduler(optimizer, cfg: TrainConfig, steps: int):
@@ -146,13 +153,17 @@ class Trainer:
         )
 
     def forward_sum(self, batch: dict) -> torch.Tensor:
-        """Summed cross-entropy over the batch's answer tokens."""
+        """Summed cross-entropy over the batch's answer tokens (logits are computed only where a label follows)."""
         batch = {k: v.to(self.info.device, non_blocking=True) for k, v in batch.items()}
         if "pixel_values" in batch and self.ds_config is not None and self.cfg.bf16:
             batch["pixel_values"] = batch["pixel_values"].to(torch.bfloat16)
+        labels = batch.pop("labels")
+        keep = answer_positions(labels)
         ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
         with ctx:
-            return self.engine(**batch, num_items_in_batch=1).loss
+            logits = self.engine(**batch, logits_to_keep=keep).logits
+        targets = labels[:, 1:][keep[:, :-1]]
+        return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets, reduction="sum")
 
     def train_step(self, micro_batches: list[dict]) -> tuple[float, float, int]:
         """One optimizer step over this rank's micro-batches; returns (global loss, grad norm, label tokens)."""
