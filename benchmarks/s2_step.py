@@ -1,0 +1,402 @@
+"""S2 step latency: upstream's way (processor + ``model.generate`` on every frame) vs. the fast engine path.
+
+Both run in one process on the same random-weight model, the same frames and the same prompts, step by
+step interleaved (so host load hits both alike), over an episode that grows as the node grows it: one
+frame appended per step, history = ``linspace`` over the frames before it (8 frames) + the current one.
+
+Models: Qwen3-VL 2B / 8B bodies built from their published config values (no download, random weights,
+bf16, sdpa). The tokenizer is the real Qwen vocabulary (``core.tiny``) and the processor has the released
+Qwen3-VL settings, so a 384x384 frame is 144 tokens and 9 frames + the S2 prompt are ~1.4k tokens.
+
+    python benchmarks/s2_step.py --sizes 8B,2B --steps 40 --new-tokens 10 --out benchmarks/results
+    python benchmarks/s2_step.py --tiny --steps 12            # CPU smoke test with a tiny body
+
+Output: a table on stdout, ``s2_step_<card>_<date>.json`` and ``.md`` under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import pathlib
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from internvla_s2_node.core import prompt  # noqa: E402
+from internvla_s2_node.core.backbone import BackboneKind, LoadedBackbone  # noqa: E402
+from internvla_s2_node.core.fast_generation import FastGenerator  # noqa: E402
+from internvla_s2_node.core.generation import Generated  # noqa: E402
+from internvla_s2_node.core.history import history_indices  # noqa: E402
+
+# Published Qwen3-VL-{2B,8B}-Instruct config values (config.json of the released checkpoints).
+SIZES = {
+    "8B": dict(
+        text=dict(hidden_size=4096, intermediate_size=12288, num_hidden_layers=36, num_attention_heads=32,
+                  num_key_value_heads=8, head_dim=128, tie_word_embeddings=False),
+        vision=dict(depth=27, hidden_size=1152, intermediate_size=4304, num_heads=16, out_hidden_size=4096,
+                    deepstack_visual_indexes=[8, 16, 24]),
+    ),
+    "2B": dict(
+        text=dict(hidden_size=2048, intermediate_size=6144, num_hidden_layers=28, num_attention_heads=16,
+                  num_key_value_heads=8, head_dim=128, tie_word_embeddings=True),
+        vision=dict(depth=24, hidden_size=1024, intermediate_size=4096, num_heads=16, out_hidden_size=2048,
+                    deepstack_visual_indexes=[5, 11, 17]),
+    ),
+    # CPU smoke test only.
+    "tiny": dict(
+        text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, head_dim=16, tie_word_embeddings=True),
+        vision=dict(depth=2, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
+                    deepstack_visual_indexes=[0, 1]),
+    ),
+}  # fmt: skip
+MROPE = {"8B": [24, 20, 20], "2B": [24, 20, 20], "tiny": [4, 2, 2]}
+INSTRUCTION = (
+    "Walk out of the bedroom, turn left and go down the hallway past the bathroom, "
+    "then enter the kitchen and stop next to the round wooden table"
+)
+
+
+def sh(cmd: str) -> str:
+    try:
+        return subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=30).stdout.strip()
+    except Exception as exc:  # noqa: BLE001
+        return f"ERR {exc}"
+
+
+def build_model(size: str, device: torch.device, dtype: torch.dtype, attn: str, seed: int = 0):
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    s = SIZES[size]
+    text = dict(s["text"])
+    tie = text.pop("tie_word_embeddings")
+    cfg = Qwen3VLConfig(
+        text_config=dict(
+            vocab_size=151936, rms_norm_eps=1e-6, hidden_act="silu", max_position_embeddings=262144,
+            bos_token_id=151643, eos_token_id=151645, pad_token_id=151643,
+            rope_parameters={"rope_type": "default", "rope_theta": 5000000.0, "mrope_section": MROPE[size], "mrope_interleaved": True},
+            **text,
+        ),
+        vision_config=dict(patch_size=16, spatial_merge_size=2, temporal_patch_size=2, in_channels=3,
+                           num_position_embeddings=2304, hidden_act="gelu_pytorch_tanh", **s["vision"]),
+        image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653,
+        tie_word_embeddings=tie,
+    )  # fmt: skip
+    cfg._attn_implementation = attn
+    torch.manual_seed(seed)
+    with torch.device(device):
+        try:
+            model = Qwen3VLForConditionalGeneration._from_config(cfg, dtype=dtype, attn_implementation=attn)
+        except TypeError:
+            model = Qwen3VLForConditionalGeneration._from_config(cfg, torch_dtype=dtype, attn_implementation=attn)
+    model.eval()
+    from transformers import GenerationConfig
+
+    model.generation_config = GenerationConfig(bos_token_id=151643, eos_token_id=[151645, 151643], pad_token_id=151643, do_sample=False)
+    return model
+
+
+def load_tokenizer(path: str | None):
+    if path:
+        from transformers import AutoTokenizer
+
+        try:
+            return AutoTokenizer.from_pretrained(path)
+        except Exception as exc:  # noqa: BLE001
+            print("AutoTokenizer failed, using PreTrainedTokenizerFast:", repr(exc)[:200])
+            from transformers import PreTrainedTokenizerFast
+
+            return PreTrainedTokenizerFast(tokenizer_file=str(pathlib.Path(path) / "tokenizer.json"), eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    from internvla_s2_node.core.tiny import make_tokenizer
+
+    return make_tokenizer("qwen3_vl")
+
+
+def make_frames(n: int, side: int, seed: int = 0) -> list:
+    """Smooth random textures (not flat: the image processor and the vision tower see real-looking input)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    frames = []
+    yy, xx = np.mgrid[0:side, 0:side] / side
+    for _ in range(n):
+        k = rng.uniform(2, 12, size=(3, 2))
+        ph = rng.uniform(0, 6.28, size=3)
+        img = np.stack([np.sin(k[c, 0] * 6.28 * xx + k[c, 1] * 6.28 * yy + ph[c]) for c in range(3)], axis=-1)
+        img = (img * 0.5 + 0.5) * 200 + rng.normal(0, 20, size=(side, side, 3))
+        frames.append(Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)))
+    return frames
+
+
+class PlainTimed:
+    """``PlainGenerator``'s code (processor + ``model.generate``), plus a streamer that timestamps tokens."""
+
+    def __init__(self, backbone, max_new_tokens: int) -> None:
+        self.backbone, self.max_new_tokens = backbone, max_new_tokens
+
+    def reset(self) -> None:
+        pass
+
+    @torch.inference_mode()
+    def generate(self, messages, images, keys) -> Generated:
+        from transformers.generation.streamers import BaseStreamer
+
+        stamps: list[float] = []
+
+        class Stamp(BaseStreamer):
+            def put(self, value):
+                stamps.append(time.perf_counter())
+
+            def end(self):
+                pass
+
+        processor, model = self.backbone.processor, self.backbone.model
+        t0 = time.perf_counter()
+        text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        inputs = processor(text=[text], images=list(images), return_tensors="pt").to(self.backbone.device)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.backbone.dtype)
+        t1 = time.perf_counter()
+        out = model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False, use_cache=True, streamer=Stamp())
+        t2 = time.perf_counter()
+        new_ids = out[0, inputs["input_ids"].shape[1] :].tolist()
+        decoded = processor.tokenizer.decode(new_ids, skip_special_tokens=True)
+        # stamps[0]: the prompt was put (before any compute); stamps[1]: first new token; then one per token.
+        first = stamps[1] - t1 if len(stamps) > 1 else float("nan")
+        per_tok = (stamps[-1] - stamps[1]) / (len(stamps) - 2) if len(stamps) > 2 else float("nan")
+        timing = {"preprocess": t1 - t0, "generate": t2 - t1, "first_token": t1 - t0 + first, "decode_per_token": per_tok,
+                  "prompt_tokens": float(inputs["input_ids"].shape[1])}
+        return Generated(decoded, new_ids, timing)
+
+
+def pct(xs, q):
+    xs = sorted(xs)
+    if not xs:
+        return float("nan")
+    k = (len(xs) - 1) * q
+    lo, hi = int(np.floor(k)), int(np.ceil(k))
+    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
+
+
+def run_episode(gens: dict, frames, steps: int, num_history: int, sync, record: bool, rng_seed: int = 0):
+    picker = prompt.ConjunctionPicker(rng_seed, "random")
+    rows = []
+    for g in gens.values():
+        g.reset()
+    for t in range(steps):
+        hist = history_indices(t, num_history)
+        text = prompt.build_user_text(INSTRUCTION, len(hist), picker.pick())
+        images = [frames[i] for i in hist] + [frames[t]]
+        keys = hist + [t]
+        messages = [prompt.user_message(text, images)]
+        row = {"t": t, "images": len(images)}
+        for name, g in gens.items():
+            if record and torch.cuda.is_available():
+                torch.cuda.reset_peak_memory_stats()
+            sync()
+            t0 = time.perf_counter()
+            out = g.generate(messages, images, keys)
+            sync()
+            row[name] = {"step": time.perf_counter() - t0, "tokens": out.token_ids, "timing": out.timing}
+            if record and torch.cuda.is_available():
+                row[name]["peak_bytes"] = torch.cuda.max_memory_allocated()
+        rows.append(row)
+    return rows
+
+
+def summarize(rows, name: str, steady_from: int) -> dict:
+    steady = [r for r in rows if r["t"] >= steady_from]
+    steps = [r[name]["step"] * 1e3 for r in steady]
+    first = [r[name]["timing"].get("first_token", float("nan")) * 1e3 for r in steady]
+    pre = [r[name]["timing"].get("preprocess", float("nan")) * 1e3 for r in steady]
+    if name == "plain":
+        dec = [r[name]["timing"]["decode_per_token"] * 1e3 for r in steady]
+    else:
+        dec = [r[name]["timing"]["decode"] * 1e3 / max(1, len(r[name]["tokens"]) - 1) for r in steady]
+    out = {
+        "steps_measured": len(steady),
+        "step_ms_p50": pct(steps, 0.5), "step_ms_p90": pct(steps, 0.9), "step_ms_mean": statistics.fmean(steps),
+        "first_token_ms_p50": pct(first, 0.5), "decode_ms_per_token_p50": pct(dec, 0.5), "preprocess_ms_p50": pct(pre, 0.5),
+        "new_tokens_mean": statistics.fmean(len(r[name]["tokens"]) for r in steady),
+        "all_steps_ms_p50": pct([r[name]["step"] * 1e3 for r in rows], 0.5),
+    }  # fmt: skip
+    if name == "fast":
+        out["vision_ms_p50"] = pct([r[name]["timing"]["vision"] * 1e3 for r in steady], 0.5)
+        out["prefill_ms_p50"] = pct([r[name]["timing"]["prefill"] * 1e3 for r in steady], 0.5)
+    if "peak_bytes" in steady[0][name]:
+        out["peak_gpu_GiB"] = max(r[name]["peak_bytes"] for r in rows) / 2**30
+    return out
+
+
+def agreement(rows) -> dict:
+    same = sum(r["plain"]["tokens"] == r["fast"]["tokens"] for r in rows)
+    first = sum(r["plain"]["tokens"][:1] == r["fast"]["tokens"][:1] for r in rows)
+    tok_total = sum(max(len(r["plain"]["tokens"]), len(r["fast"]["tokens"])) for r in rows)
+    tok_same = 0
+    for r in rows:  # tokens equal up to the first difference (after it the contexts differ)
+        for a, b in zip(r["plain"]["tokens"], r["fast"]["tokens"]):
+            if a != b:
+                break
+            tok_same += 1
+    return {"steps": len(rows), "steps_identical": same, "first_token_identical": first,
+            "step_agreement": same / len(rows), "token_prefix_agreement": tok_same / max(1, tok_total),
+            "mismatches": [{"t": r["t"], "plain": r["plain"]["tokens"], "fast": r["fast"]["tokens"]} for r in rows
+                           if r["plain"]["tokens"] != r["fast"]["tokens"]][:10]}  # fmt: skip
+
+
+def vision_batch_ms(model, processor, frames, device, dtype, sync, reps: int = 5) -> float:
+    """Upstream's vision cost per step: the tower on all 9 frames at once (as generate's prefill does)."""
+    inp = processor.image_processor(images=frames, return_tensors="pt")
+    pv = inp["pixel_values"].to(device=device, dtype=dtype)
+    grid = inp["image_grid_thw"].to(device)
+    ts = []
+    with torch.inference_mode():
+        for i in range(reps + 1):
+            sync()
+            t0 = time.perf_counter()
+            model.model.get_image_features(pv, grid)
+            sync()
+            if i:
+                ts.append(time.perf_counter() - t0)
+    return pct(ts, 0.5) * 1e3
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="8B,2B")
+    ap.add_argument("--steps", type=int, default=40, help="measured episode length (>= 30 for the report)")
+    ap.add_argument("--warmup-steps", type=int, default=10, help="a separate warm-up episode first (graphs, kernels)")
+    ap.add_argument("--new-tokens", type=int, default=10)
+    ap.add_argument("--num-history", type=int, default=8)
+    ap.add_argument("--side", type=int, default=384)
+    ap.add_argument("--attn", default="sdpa")
+    ap.add_argument("--tokenizer", default=None, help="saved tokenizer dir (default: build it with core.tiny)")
+    ap.add_argument("--out", default=None, help="folder for the JSON and markdown results")
+    ap.add_argument("--date", default=datetime.date.today().isoformat())
+    ap.add_argument("--tiny", action="store_true", help="CPU smoke test: tiny body, float32")
+    args = ap.parse_args()
+
+    cuda = torch.cuda.is_available() and not args.tiny
+    device = torch.device("cuda" if cuda else "cpu")
+    dtype = torch.bfloat16 if cuda else torch.float32
+    sizes = ["tiny"] if args.tiny else args.sizes.split(",")
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+
+    import transformers
+
+    from internvla_s2_node.core.tiny import make_processor
+
+    env = {
+        "date": args.date,
+        "card": torch.cuda.get_device_name(0) if cuda else platform.processor() or "cpu",
+        "gpu": sh("nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader") if cuda else "",
+        "cpu": sh("lscpu | grep 'Model name' | head -1 | sed 's/.*: *//'"),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "transformers": transformers.__version__,
+        "attn": args.attn,
+        "dtype": str(dtype).replace("torch.", ""),
+        "steps": args.steps,
+        "warmup_steps": args.warmup_steps,
+        "new_tokens": args.new_tokens,
+        "frame": f"{args.side}x{args.side}",
+        "num_history": args.num_history,
+    }
+    print(json.dumps(env), flush=True)
+    tokenizer = load_tokenizer(args.tokenizer)
+    processor = make_processor("qwen3_vl", tokenizer=tokenizer)
+    frames = make_frames(max(args.steps, args.warmup_steps) + 1, args.side)
+    warm_frames = make_frames(args.warmup_steps + 1, args.side, seed=1)
+    results = {"env": env, "sizes": {}}
+    for size in sizes:
+        t_build = time.perf_counter()
+        model = build_model(size, device, dtype, args.attn)
+        n_params = sum(p.numel() for p in model.parameters())
+        print(f"[{size}] built {n_params / 1e9:.2f}B params in {time.perf_counter() - t_build:.1f}s", flush=True)
+        backbone = LoadedBackbone(BackboneKind.QWEN3_VL, model, processor, device, dtype, args.attn, f"random:{size}")
+        fast = FastGenerator(backbone, args.new_tokens)
+        gens = {"plain": PlainTimed(backbone, args.new_tokens), "fast": fast}
+        t_w = time.perf_counter()
+        run_episode(gens, warm_frames, args.warmup_steps, args.num_history, sync, record=False, rng_seed=1)
+        print(f"[{size}] warm-up episode {time.perf_counter() - t_w:.1f}s, graphs {fast.stats['graphs_captured']}", flush=True)
+        fast.stats.clear()
+        rows = run_episode(gens, frames, args.steps, args.num_history, sync, record=cuda)
+        steady_from = args.num_history  # from here on every prompt has the full 9 frames
+        res = {
+            "params_B": n_params / 1e9,
+            "prompt_tokens_steady": rows[-1]["plain"]["timing"]["prompt_tokens"],
+            "plain": summarize(rows, "plain", steady_from),
+            "fast": summarize(rows, "fast", steady_from),
+            "agreement": agreement(rows),
+            "agreement_steady": agreement([r for r in rows if r["t"] >= steady_from]),
+            "fast_stats": dict(fast.stats),
+            "graph_failed": fast._graph_failed,
+            "plain_vision_9_frames_ms": vision_batch_ms(model, processor, frames[:9], device, dtype, sync),
+            "per_step": [{"t": r["t"], "images": r["images"], "plain_ms": r["plain"]["step"] * 1e3, "fast_ms": r["fast"]["step"] * 1e3,
+                          "same": r["plain"]["tokens"] == r["fast"]["tokens"],
+                          "fast_timing_ms": {k: round(v * 1e3, 2) for k, v in r["fast"]["timing"].items()}} for r in rows],
+        }  # fmt: skip
+        res["speedup_p50"] = res["plain"]["step_ms_p50"] / res["fast"]["step_ms_p50"]
+        results["sizes"][size] = res
+        p, f = res["plain"], res["fast"]
+        print(f"[{size}] plain p50 {p['step_ms_p50']:.1f} ms p90 {p['step_ms_p90']:.1f} | fast p50 {f['step_ms_p50']:.1f} ms "
+              f"p90 {f['step_ms_p90']:.1f} | x{res['speedup_p50']:.2f} | agree {res['agreement']['steps_identical']}/{res['agreement']['steps']}",
+              flush=True)  # fmt: skip
+        del gens, fast, backbone, model
+        import gc
+
+        gc.collect()
+        if cuda:
+            torch.cuda.empty_cache()
+    md = markdown(results)
+    print(md)
+    if args.out:
+        out = pathlib.Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        card = "".join(c if c.isalnum() else "-" for c in env["card"]).strip("-").lower() or "cpu"
+        stem = f"s2_step_{card}_{args.date}"
+        (out / f"{stem}.json").write_text(json.dumps(results, indent=1, default=float))
+        (out / f"{stem}.md").write_text(md)
+        print("wrote", out / f"{stem}.json")
+
+
+def markdown(results) -> str:
+    env = results["env"]
+    lines = [
+        f"S2 step, {env['card']}, {env['date']}: torch {env['torch']} (CUDA {env['cuda']}), transformers {env['transformers']}, "
+        f"{env['dtype']}, {env['attn']}, {env['frame']} frames, history {env['num_history']}+1, {env['new_tokens']} new tokens, "
+        f"greedy; episode of {env['steps']} steps (stats over steps with the full 9 frames), after a {env['warmup_steps']}-step warm-up episode.",
+        "",
+        "| model | path | step p50 ms | step p90 ms | first token ms | decode ms/token | vision ms | preprocess ms | peak GPU GiB | speed-up | same tokens |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for size, r in results["sizes"].items():
+        for name in ("plain", "fast"):
+            s = r[name]
+            vision = r["plain_vision_9_frames_ms"] if name == "plain" else s["vision_ms_p50"]
+            agree = r["agreement_steady"]
+            speedup = "x%.2f" % r["speedup_p50"]
+            same = "%d/%d steps" % (agree["steps_identical"], agree["steps"])
+            lines.append(
+                f"| {size} ({r['prompt_tokens_steady']:.0f} prompt tokens) | {'upstream (processor + generate)' if name == 'plain' else 'fast engine path'} "
+                f"| {s['step_ms_p50']:.1f} | {s['step_ms_p90']:.1f} | {s['first_token_ms_p50']:.1f} | {s['decode_ms_per_token_p50']:.2f} "
+                f"| {vision:.1f} | {s['preprocess_ms_p50']:.1f} | {s.get('peak_gpu_GiB', float('nan')):.2f} "
+                f"| {speedup if name == 'fast' else ''} | {same if name == 'fast' else ''} |"
+            )  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,250 @@
+"""The fast generation path gives the plain path's tokens, and really skips repeated work.
+
+Each test loads its own tiny checkpoint copy and re-draws its weights larger (std 0.2), so that the
+greedy answer depends on the frames and the prompt (the checkpoint's own 0.02-std weights answer the
+same token for everything, which would make "same tokens" prove nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from fixtures_models import tiny_checkpoint  # noqa: F401  (pytest fixture)
+from PIL import Image
+
+from internvla_s2_node.core import prompt
+from internvla_s2_node.core.backbone import load_backbone
+from internvla_s2_node.core.fast_generation import FastGenerator, make_fast_generator
+from internvla_s2_node.core.generation import PlainGenerator
+from internvla_s2_node.core.history import history_indices
+
+INSTRUCTION = "walk past the sofa, turn left at the lamp and stop in front of the kitchen table"
+NEW_TOKENS = 6
+
+
+def _spread_weights(model, seed: int = 0, std: float = 0.2) -> None:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() >= 2:
+                p.copy_(torch.randn(p.shape, generator=g) * std)
+
+
+@pytest.fixture(scope="module")
+def backbone(tiny_checkpoint):  # noqa: F811
+    """Factory: a private tiny backbone per (arch, attention), weights spread; cached for the module."""
+    loaded = {}
+
+    def get(arch: str = "qwen3_vl", attn: str = "sdpa"):
+        if (arch, attn) not in loaded:
+            b = load_backbone(tiny_checkpoint(arch), device="cpu", dtype="float32", attn_implementation=attn)
+            _spread_weights(b.model)
+            loaded[(arch, attn)] = b
+        return loaded[(arch, attn)]
+
+    return get
+
+
+def _frames(n: int, seed: int = 0, size=(384, 384)) -> list[Image.Image]:
+    rng = np.random.default_rng(seed)
+    return [Image.fromarray(rng.integers(0, 255, (size[1], size[0], 3), dtype=np.uint8)) for _ in range(n)]
+
+
+def _episode(steps: int, seed: int = 0, look_down_every: int = 3):
+    """(messages, images, keys) per call as the engine makes them: linspace history + current frame,
+    and every few steps a look-down second turn (a full-resolution frame with key None)."""
+    frames = _frames(steps, seed)
+    looks = _frames(steps, seed + 100, size=(320, 240))
+    picker = prompt.ConjunctionPicker(seed, "random")
+    calls = []
+    for t in range(steps):
+        hist = history_indices(t, 8)
+        images = [frames[i] for i in hist] + [frames[t]]
+        keys = hist + [t]
+        messages = [prompt.user_message(prompt.build_user_text(INSTRUCTION, len(hist), picker.pick()), images)]
+        calls.append((messages, images, keys))
+        if look_down_every and t % look_down_every == look_down_every - 1:
+            second = messages + [
+                prompt.assistant_message("↓"),
+                prompt.user_message(prompt.build_look_down_text(picker.pick()), [looks[t]]),
+            ]
+            calls.append((second, images + [looks[t]], keys + [None]))
+    return calls
+
+
+class _CountingTower:
+    """Wraps the vision tower's real forward (under the cache wrapper): frames it encoded for the fast
+    path (while a fast generation is active) and for everyone else (the plain path)."""
+
+    def __init__(self, fast: FastGenerator) -> None:
+        self.hook = fast._vision
+        self.inner = self.hook.original
+        self.calls = self.frames = self.plain_frames = 0
+        self.hook.original = self
+
+    def __call__(self, pixels, grid_thw=None, *args, **kwargs):
+        if getattr(self.hook.local, "active", None) is not None:
+            self.calls += 1
+            self.frames += int(grid_thw.shape[0])
+        else:
+            self.plain_frames += int(grid_thw.shape[0])
+        return self.inner(pixels, grid_thw, *args, **kwargs)
+
+    def remove(self) -> None:
+        self.hook.original = self.inner
+
+
+def _compare(plain, fast, calls):
+    answers = []
+    for messages, images, keys in calls:
+        a = plain.generate(messages, images, keys)
+        b = fast.generate(messages, images, keys)
+        assert b.token_ids == a.token_ids, f"call {len(answers)}: fast {b.token_ids} != plain {a.token_ids}"
+        assert b.text == a.text
+        answers.append(tuple(a.token_ids))
+    # The comparison means something only if the answers depend on the input.
+    assert len(set(answers)) >= 3, f"degenerate answers: {set(answers)}"
+    return answers
+
+
+@pytest.mark.parametrize(
+    "arch,attn",
+    [("qwen3_vl", "sdpa"), ("qwen2_5_vl", "sdpa"), ("qwen3_vl_moe", "sdpa"), ("qwen3_vl", "eager"), ("qwen2_5_vl", "eager")],
+)
+def test_same_tokens_as_plain_over_an_episode(backbone, arch, attn):
+    b = backbone(arch, attn)
+    plain, fast = PlainGenerator(b, NEW_TOKENS), make_fast_generator(b, NEW_TOKENS, required=True)
+    assert isinstance(fast, FastGenerator)
+    _compare(plain, fast, _episode(12))
+
+
+def test_vision_tower_sees_each_frame_once(backbone):
+    b = backbone("qwen3_vl")
+    plain, fast = PlainGenerator(b, NEW_TOKENS), FastGenerator(b, NEW_TOKENS)
+    tower = _CountingTower(fast)
+    try:
+        steps = 12
+        calls = _episode(steps, seed=3, look_down_every=3)
+        _compare(plain, fast, calls)
+        look_downs = sum(1 for _, _, keys in calls if keys[-1] is None)
+        # Every episode frame once (as the current frame); every look-down frame once; nothing else.
+        assert tower.frames == steps + look_downs
+        assert tower.calls == len(calls)  # one tower call per generate (the new frame), none for history
+        assert fast.stats["frames_encoded"] == steps + look_downs
+        images_sent = sum(len(images) for _, images, _ in calls)
+        assert fast.stats["frame_hits"] == images_sent - steps - look_downs
+        # The plain path goes through the same wrapped tower untouched: it encodes every image of every call.
+        assert tower.plain_frames == images_sent
+    finally:
+        tower.remove()
+
+
+def test_reset_clears_the_cache_and_cache_is_bounded(backbone):
+    b = backbone("qwen3_vl")
+    plain, fast = PlainGenerator(b, NEW_TOKENS), FastGenerator(b, NEW_TOKENS, cache_frames=16)
+    calls = _episode(30, seed=5, look_down_every=0)
+    _compare(plain, fast, calls)
+    assert len(fast._frames) <= 16 and fast.stats["frames_evicted"] > 0
+    assert all(e.pixels is None for e in fast._frames.values())  # pixels dropped once encoded
+    fast.reset()
+    assert len(fast._frames) == 0
+    encoded = fast.stats["frames_encoded"]
+    messages, images, keys = calls[10]
+    assert fast.generate(messages, images, keys).token_ids == plain.generate(messages, images, keys).token_ids
+    assert fast.stats["frames_encoded"] == encoded + len(images)
+
+
+def test_token_ids_and_pixels_match_the_processor(backbone):
+    for arch in ("qwen3_vl", "qwen2_5_vl"):
+        b = backbone(arch)
+        fast = FastGenerator(b, NEW_TOKENS)
+        messages, images, keys = _episode(10, seed=7)[-1]
+        text = b.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        ref = b.processor(text=[text], images=list(images), return_tensors="pt")
+        entries = [fast._entry({}, k, im) for k, im in zip(keys, images)]
+        assert fast._token_ids(text, entries) == ref["input_ids"][0].tolist()
+        assert torch.equal(torch.cat([e.pixels for e in entries]), ref["pixel_values"].to(torch.float32))
+        assert [list(e.grid) for e in entries] == ref["image_grid_thw"].tolist()
+
+
+def test_repetition_penalty_and_eos_follow_generate(backbone):
+    b = backbone("qwen2_5_vl")
+    gc = b.model.generation_config
+    saved = (gc.repetition_penalty, gc.eos_token_id)
+    try:
+        gc.repetition_penalty = 1.3
+        plain, fast = PlainGenerator(b, NEW_TOKENS), FastGenerator(b, NEW_TOKENS)
+        assert fast.repetition_penalty == 1.3
+        calls = _episode(8, seed=11)
+        answers = _compare(plain, fast, calls)
+        # Make a token the model produces an end token: both must stop right after it.
+        stop = answers[-1][1]
+        gc.repetition_penalty = saved[0]
+        gc.eos_token_id = [151645, stop]
+        plain, fast = PlainGenerator(b, NEW_TOKENS), FastGenerator(b, NEW_TOKENS)
+        short = 0
+        for messages, images, keys in calls:
+            a, f = plain.generate(messages, images, keys), fast.generate(messages, images, keys)
+            assert f.token_ids == a.token_ids
+            short += len(a.token_ids) < NEW_TOKENS
+        assert short > 0
+    finally:
+        gc.repetition_penalty, gc.eos_token_id = saved
+
+
+def test_decode_attention_switch(backbone):
+    """An eager-prefill model decoding with sdpa (the way flash-attention models decode here)."""
+    b = backbone("qwen3_vl", "eager")
+    plain, fast = PlainGenerator(b, NEW_TOKENS), FastGenerator(b, NEW_TOKENS, decode_attention="sdpa")
+    _compare(plain, fast, _episode(6, seed=13))
+    assert all(c._attn_implementation == "eager" for c in fast._attn_configs)  # restored after each step
+
+
+def test_unsupported_settings_fall_back_with_one_reason(backbone, caplog):
+    b = backbone("qwen3_vl")
+    gc = b.model.generation_config
+    gc.no_repeat_ngram_size = 3
+    try:
+        with caplog.at_level(logging.INFO, logger="internvla_s2_node.core.fast_generation"):
+            assert make_fast_generator(b, NEW_TOKENS, required=False) is None
+        reasons = [r.getMessage() for r in caplog.records if "fast generation path not used" in r.getMessage()]
+        assert len(reasons) == 1 and "no_repeat_ngram_size" in reasons[0]
+        with pytest.raises(RuntimeError, match="no_repeat_ngram_size"):
+            make_fast_generator(b, NEW_TOKENS, required=True)
+    finally:
+        gc.no_repeat_ngram_size = 0
+
+
+def test_engine_picks_the_fast_path(backbone):
+    from internvla_s2_node.core.config import EngineConfig
+    from internvla_s2_node.core.engine import S2Engine
+    from internvla_s2_node.core.types import Frame
+
+    b = backbone("qwen3_vl")
+    decisions = {}
+    for mode in ("auto", "off"):
+        engine = S2Engine(EngineConfig(model_path=str(b.path), fast_path=mode, max_new_tokens=NEW_TOKENS, seed=1), backbone=b)
+        assert engine.info["generator"] == ("FastGenerator" if mode == "auto" else "PlainGenerator")
+        engine.reset(INSTRUCTION)
+        rng = np.random.default_rng(2)
+        out = []
+        for _ in range(6):
+            out.append(engine.step(Frame(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8))).raw_text)
+        decisions[mode] = out
+    assert decisions["auto"] == decisions["off"]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("arch", ["qwen3_vl", "qwen2_5_vl"])
+def test_cuda_graph_decoding_matches_plain(tiny_checkpoint, arch):  # noqa: F811
+    """On CUDA in float32: the graph-replayed decode gives the plain path's tokens."""
+    b = load_backbone(tiny_checkpoint(arch), device="cuda", dtype="float32", attn_implementation="sdpa")
+    _spread_weights(b.model)
+    b.model.to("cuda")
+    plain, fast = PlainGenerator(b, NEW_TOKENS), FastGenerator(b, NEW_TOKENS)
+    assert fast.cuda_graphs
+    _compare(plain, fast, _episode(12, seed=17))
+    assert fast.stats["graphs_captured"] >= 1 and fast._graph_failed is None
