@@ -1,0 +1,121 @@
+"""The episode loop with oracle, random and scripted policies on the bundled MuJoCo episodes."""
+
+import math
+
+import numpy as np
+import pytest
+
+from internvla_s2_node.core.actions import Action
+from internvla_s2_node.core.geometry import Waypoint
+from internvla_s2_node.core.types import Decision, DecisionKind
+from internvla_s2_node.sim import viz
+from internvla_s2_node.sim.backend import SimConfig
+from internvla_s2_node.sim.episodes import load_episodes
+from internvla_s2_node.sim.loop import EndReason, LoopConfig, run_episode, to_plan
+from internvla_s2_node.sim.metrics import summarize
+from internvla_s2_node.sim.mujoco_backend import BUNDLED_EPISODES, MujocoBackend
+from internvla_s2_node.sim.policies import OraclePolicy, RandomPolicy, ScriptedPolicy
+
+
+@pytest.fixture(scope="module")
+def episodes():
+    return load_episodes(BUNDLED_EPISODES)
+
+
+@pytest.fixture(scope="module")
+def backend():
+    b = MujocoBackend(SimConfig(render=False))
+    yield b
+    b.close()
+
+
+def test_bundled_episodes_are_short_landmark_routes(episodes):
+    assert 6 <= len(episodes) <= 8
+    for ep in episodes:
+        assert 3.0 <= ep.geodesic_distance <= 8.0
+        assert ep.instruction.endswith(".") and "stop in front of the" in ep.instruction
+        assert ep.goals[0].radius == 3.0 and len(ep.reference_path) >= 2
+    assert sum("doorway" in ep.instruction for ep in episodes) >= len(episodes) - 1
+
+
+def test_oracle_succeeds_on_every_bundled_episode(backend, episodes):
+    results = [run_episode(backend, ep, OraclePolicy()) for ep in episodes]
+    for r, ep in zip(results, episodes):
+        assert r.reason == EndReason.STOP and r.metrics.success == 1.0, (ep.episode_id, r.metrics)
+        assert r.metrics.shortest_path_length == pytest.approx(ep.geodesic_distance, rel=0.02)
+    s = summarize(results)
+    assert s["success"] == 1.0 and s["oracle_success"] == 1.0
+    assert s["spl"] > 0.95 and s["ndtw"] > 0.9 and s["distance_to_goal"] < 0.6
+
+
+def test_random_policy_runs_terminates_and_is_seeded(backend, episodes):
+    ep = episodes[0]
+    a = run_episode(backend, ep, RandomPolicy(seed=3), max_steps=40)
+    b = run_episode(backend, ep, RandomPolicy(seed=3), max_steps=40)
+    assert a.reason in (EndReason.STOP, EndReason.MAX_STEPS) and 1 <= a.steps <= 40
+    assert a.actions == b.actions and np.allclose(a.trajectory, b.trajectory)
+    forever = RandomPolicy(seed=0, probs={Action.FORWARD: 1.0, Action.LEFT: 1.0})
+    c = run_episode(backend, ep, forever, max_steps=25)
+    assert c.reason == EndReason.MAX_STEPS and c.steps == 25 and c.metrics.success == 0.0
+    assert len(c.trajectory) == 26
+
+
+def test_waypoint_is_followed_for_at_most_eight_steps(backend, episodes):
+    ep = episodes[0]
+    backend.reset(ep)
+    far = backend.snap_to_navigable(ep.goal_world)
+    policy = ScriptedPolicy([far, [Action.STOP]])
+    r = run_episode(backend, ep, policy)
+    assert r.policy_calls == 2 and r.steps == 8 + 1 and r.actions[-1] == Action.STOP
+    assert len(r.waypoints) == 1 and np.allclose(r.waypoints[0], far)
+    assert r.metrics.distance_to_goal < ep.geodesic_distance  # the follower made progress
+
+
+def test_reached_waypoint_turns_left_and_empty_decision_stops(backend, episodes):
+    ep = episodes[1]
+    backend.reset(ep)
+    here = backend.agent_position()
+    r = run_episode(backend, ep, ScriptedPolicy([Waypoint(here, 0.0, (0, 0), 1.0), []]))
+    assert r.actions == [Action.LEFT, Action.STOP] and r.reason == EndReason.STOP
+    r = run_episode(backend, ep, ScriptedPolicy([Decision(DecisionKind.ACTIONS, actions=(Action.FORWARD, Action.RIGHT)),
+                                                 Decision(DecisionKind.NONE, reason="unparseable")]))
+    assert r.actions == [Action.FORWARD, Action.RIGHT, Action.STOP]
+
+
+def test_look_down_requeries_with_the_tilted_view_then_tilts_back(backend, episodes):
+    ep = episodes[2]
+    backend.reset(ep)
+    goal = backend.snap_to_navigable(ep.goal_world)
+    policy = ScriptedPolicy([[Action.LOOK_DOWN, Action.FORWARD], goal, [Action.LOOK_DOWN], [Action.LEFT], [Action.STOP]])
+    r = run_episode(backend, ep, policy, config=LoopConfig(waypoint_max_steps=3))
+    pitches = [o.camera_pitch_deg for o in policy.seen]
+    assert pitches == [0.0, 30.0, 0.0, 30.0, 0.0]
+    assert r.actions[:2] == [Action.LOOK_DOWN, Action.LOOK_DOWN]
+    assert r.actions[2:4] == [Action.LOOK_UP, Action.LOOK_UP]  # up again before following the waypoint
+    assert r.actions[7:] == [Action.LOOK_DOWN, Action.LOOK_DOWN, Action.LEFT, Action.LOOK_UP, Action.LOOK_UP, Action.STOP]
+    assert r.steps == 3 + 1 + 1  # tilts are not navigation steps
+    assert backend.camera_pitch_deg == 0.0
+
+
+def test_idle_policy_ends_and_bad_outputs_are_rejected(backend, episodes):
+    r = run_episode(backend, episodes[0], ScriptedPolicy([[Action.LOOK_UP]] * 50))
+    assert r.reason == EndReason.IDLE and r.steps == 0 and r.metrics.success == 0.0
+    with pytest.raises(ValueError):
+        to_plan([9])
+    with pytest.raises(ValueError):
+        to_plan(np.array([np.nan, 0.0, 0.0]))
+    assert to_plan(None).actions == [Action.STOP]
+    assert to_plan(np.array([1.0, 2.0, 0.0])).waypoint is not None
+
+
+def test_rendered_episode_feeds_the_observer_and_plots(tmp_path, episodes):
+    backend = MujocoBackend(SimConfig(width=80, height=60))
+    frames = []
+    ep = episodes[0]
+    r = run_episode(backend, ep, OraclePolicy(), observer=lambda obs, action: frames.append((obs.rgb, action)))
+    backend.close()
+    assert r.metrics.success == 1.0 and len(frames) == len(r.actions)
+    assert all(rgb.shape == (60, 80, 3) for rgb, _ in frames) and frames[-1][1] == Action.STOP
+    png = viz.plot_episode(tmp_path / "map.png", r, backend.navigation_grid(), ep)
+    bars = viz.plot_summaries(tmp_path / "bars.png", {"oracle": summarize([r]), "random": {"success": 0.0, "spl": 0.0}})
+    assert png.stat().st_size > 10_000 and bars.stat().st_size > 10_000
