@@ -1,6 +1,5 @@
 """The episode loop with oracle, random and scripted policies on the bundled MuJoCo episodes."""
 
-import math
 
 import numpy as np
 import pytest

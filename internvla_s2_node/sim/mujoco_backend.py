@@ -8,6 +8,9 @@ far-plane pixels reported as 0 (no return) like Habitat.
 
 Scenes are ``SceneSpec`` JSON files; an episode's ``scene_id`` is resolved relative to
 ``scenes_dir`` (default: the bundled ``assets/scenes``).
+
+Threading: the renderer owns an OpenGL (EGL/OSMesa) context created on first render;
+call ``reset``/``step``/``render`` from one thread (e.g. the ROS bridge's executor thread).
 """
 
 from __future__ import annotations
