@@ -1,5 +1,6 @@
 """The episode loop with oracle, random and scripted policies on the bundled MuJoCo episodes."""
 
+import json
 
 import numpy as np
 import pytest
@@ -118,3 +119,5 @@ def test_rendered_episode_feeds_the_observer_and_plots(tmp_path, episodes):
     png = viz.plot_episode(tmp_path / "map.png", r, backend.navigation_grid(), ep)
     bars = viz.plot_summaries(tmp_path / "bars.png", {"oracle": summarize([r]), "random": {"success": 0.0, "spl": 0.0}})
     assert png.stat().st_size > 10_000 and bars.stat().st_size > 10_000
+    saved = json.loads(json.dumps(r.to_json()))
+    assert saved["reason"] == "stop" and saved["metrics"]["success"] == 1.0 and saved["actions"][-1] == 0
