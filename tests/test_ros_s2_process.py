@@ -89,9 +89,27 @@ def transition(probe, transition_id) -> bool:
     return call(probe, ChangeState, f"{NODE}/change_state", ChangeState.Request(transition=Transition(id=transition_id))).success
 
 
-def set_string(probe, name, value):
-    p = ParameterMsg(name=name, value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value))
-    return call(probe, SetParameters, f"{NODE}/set_parameters", SetParameters.Request(parameters=[p])).results[0]
+def set_param(probe, name, value):
+    if isinstance(value, float):
+        v = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=value)
+    else:
+        v = ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=value)
+    request = SetParameters.Request(parameters=[ParameterMsg(name=name, value=v)])
+    return call(probe, SetParameters, f"{NODE}/set_parameters", request).results[0]
+
+
+def rss_mb(pid: int) -> float:
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def stream(probe, seconds, hz=30.0):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        probe.send_frame(time.time())
+        time.sleep(1 / hz)
 
 
 def run_frames(probe, topic, n=100, period=0.1):
@@ -108,7 +126,7 @@ def test_lifecycle_model_swap_and_stamped_outputs(ros, checkpoints, tmp_path):
     probe = ros
     log = tmp_path / "s2_node.log"
     proc = start_node(log, "-p", "model_path:=/nonexistent/checkpoint", "-p", "num_history:=2",
-                      "-p", "device:=cpu", "-p", "max_new_tokens:=6")
+                      "-p", "device:=cpu", "-p", "max_new_tokens:=6", "-p", "history_capacity:=16")
     try:
         # 1. autostart's configure fails; the process stays up, unconfigured, and says why.
         diag = probe.wait_diagnostics(lambda d: "cannot load model" in d["last_error"], timeout=60)
@@ -118,10 +136,10 @@ def test_lifecycle_model_swap_and_stamped_outputs(ros, checkpoints, tmp_path):
         assert "configure failed" in log.read_text()
 
         # 2. fix the parameter, configure + activate through the lifecycle services.
-        assert set_string(probe, "model_path", str(checkpoints["pixel"])).successful
+        assert set_param(probe, "model_path", str(checkpoints["pixel"])).successful
         assert transition(probe, Transition.TRANSITION_CONFIGURE), log.read_text()[-3000:]
         assert state(probe) == "inactive"
-        rejected = set_string(probe, "model_path", "/elsewhere")
+        rejected = set_param(probe, "model_path", "/elsewhere")
         assert not rejected.successful and "unconfigured" in rejected.reason
         assert transition(probe, Transition.TRANSITION_ACTIVATE) and state(probe) == "active"
 
@@ -139,11 +157,21 @@ def test_lifecycle_model_swap_and_stamped_outputs(ros, checkpoints, tmp_path):
         diag = probe.wait_diagnostics(lambda d: d["backbone"] == "qwen3_vl" and int(d["inferences"]) >= 1, timeout=5)
         assert diag and diag["device"] == "cpu" and diag["_message"] == "running"
 
-        # 4. swap the model: deactivate, cleanup (frees it), set, configure, activate.
+        # 4. a slow model (injected delay) under 30 Hz input: frames are dropped, nothing grows.
+        assert set_param(probe, "inference_delay_s", 0.3).successful
+        stream(probe, 1.5)
+        before = rss_mb(proc.pid)
+        stream(probe, 3.0)
+        grown = rss_mb(proc.pid) - before
+        diag = probe.wait_diagnostics(lambda d: int(d["frames_dropped"]) > 30 and int(d["frames_pending"]) <= 1)
+        assert diag and int(diag["history_frames"]) > 100 and grown < 40, (grown, diag)
+        assert set_param(probe, "inference_delay_s", 0.0).successful
+
+        # 5. swap the model: deactivate, cleanup (frees it), set, configure, activate.
         for tr in (Transition.TRANSITION_DEACTIVATE, Transition.TRANSITION_CLEANUP):
             assert transition(probe, tr)
         assert state(probe) == "unconfigured" and "model released" in log.read_text()
-        assert set_string(probe, "model_path", str(checkpoints["forward"])).successful
+        assert set_param(probe, "model_path", str(checkpoints["forward"])).successful
         for tr in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE):
             assert transition(probe, tr)
         probe.clear()

@@ -269,31 +269,31 @@ class S2Node(LifecycleNode):
         except conv.BadMessage as exc:
             return self._reject("image", exc)
         stamp = conv.stamp_to_float(msg.header.stamp)
-        with self._frame_lock:
+        with self._frame_lock:  # the look-down decision and the slot change together
             if self._look_down_wait:
                 self._look_down_wait = False
                 self._slot.put(PendingFrame(rgb, stamp, msg.header, None, self._episode, look_down=True), protect=True)
-                self._wake.trigger()
+            elif not self._record_frame(engine, rgb, stamp, msg.header):
                 return
-        self._record_frame(engine, rgb, stamp, msg.header)
+        self._wake.trigger()
 
-    def _record_frame(self, engine, rgb: np.ndarray, stamp: float, header) -> None:
+    def _record_frame(self, engine, rgb: np.ndarray, stamp: float, header) -> bool:
+        """History + slot for an ordinary frame (caller holds the frame lock); False if it was not recorded."""
         if self._instruction is None:
             self._counters.inc("frames_without_instruction")
-            return
+            return False
         interval, last = self._p["history_min_interval_s"], self._last_observed
         if interval > 0 and last is not None and 0 <= stamp - last < interval:
             self._counters.inc("frames_not_recorded")
-            return
-        episode = self._episode
+            return False
         try:
             index = engine.observe(rgb)
         except InvalidFrame as exc:
-            return self._reject("image", exc)
+            self._reject("image", exc)
+            return False
         self._last_observed = stamp
-        with self._frame_lock:
-            self._slot.put(PendingFrame(rgb, stamp, header, index, episode))
-        self._wake.trigger()
+        self._slot.put(PendingFrame(rgb, stamp, header, index, self._episode))
+        return True
 
     def _on_depth(self, msg: Image) -> None:
         if self._engine is None:
