@@ -159,12 +159,16 @@ def test_lifecycle_model_swap_and_stamped_outputs(ros, checkpoints, tmp_path):
 
         # 4. a slow model (injected delay) under 30 Hz input: frames are dropped, nothing grows.
         assert set_param(probe, "inference_delay_s", 0.3).successful
-        stream(probe, 1.5)
+        done = int(probe.diagnostics()["inferences"])
+        for _ in range(8):  # warm up: history full, every prompt length seen once
+            stream(probe, 1.0)
+            if int(probe.diagnostics()["inferences"]) >= done + 4:
+                break
         before = rss_mb(proc.pid)
         stream(probe, 3.0)
-        grown = rss_mb(proc.pid) - before
+        grown = rss_mb(proc.pid) - before  # history is capped at 16 frames (7 MB): no growth with frames
         diag = probe.wait_diagnostics(lambda d: int(d["frames_dropped"]) > 30 and int(d["frames_pending"]) <= 1)
-        assert diag and int(diag["history_frames"]) > 100 and grown < 40, (grown, diag)
+        assert diag and int(diag["history_frames"]) > 60 and grown < 40, (grown, diag)
         assert set_param(probe, "inference_delay_s", 0.0).successful
 
         # 5. swap the model: deactivate, cleanup (frees it), set, configure, activate.
