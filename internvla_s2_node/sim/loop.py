@@ -51,6 +51,11 @@ class EndReason(str, enum.Enum):
     STOP = "stop"  # the policy called STOP
     MAX_STEPS = "max_steps"
     IDLE = "idle"  # the policy kept deciding nothing that moves
+    POLICY_FAILURE = "policy_failure"  # the policy raised PolicyFailure (e.g. the S2 node stopped answering)
+
+
+class PolicyFailure(RuntimeError):
+    """Raised by a policy that cannot decide (e.g. a timed-out remote node); ends the episode as failed."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,9 +102,11 @@ class EpisodeResult:
     policy_calls: int
     collisions: int
     elapsed_s: float
+    failure: str = ""
 
     def to_json(self) -> dict:
         return {
+            "failure": self.failure,
             "episode_id": self.episode_id,
             "scene_id": self.scene_id,
             "instruction": self.instruction,
@@ -145,10 +152,11 @@ class _Run:
         self.waypoints: list[np.ndarray] = []
         self.steps = self.policy_calls = self.collisions = self.idle = 0
         self.called_stop = False
+        self.failure = ""
 
     @property
     def done(self) -> bool:
-        return self.called_stop or self.steps >= self.max_steps or self.idle >= self.cfg.max_idle_decisions
+        return bool(self.failure) or self.called_stop or self.steps >= self.max_steps or self.idle >= self.cfg.max_idle_decisions
 
     def record_pose(self) -> None:
         self.trajectory.append(self.backend.agent_position())
@@ -219,6 +227,8 @@ class _Run:
         self.idle = 0 if self.steps > steps_before else self.idle + 1
 
     def end_reason(self) -> EndReason:
+        if self.failure:
+            return EndReason.POLICY_FAILURE
         if self.called_stop:
             return EndReason.STOP
         return EndReason.MAX_STEPS if self.steps >= self.max_steps else EndReason.IDLE
@@ -258,7 +268,10 @@ def run_episode(
     shortest = _shortest(backend, episode, run.trajectory[0], goal)
     policy.reset(episode, backend)
     while not run.done:
-        run.decide_and_execute()
+        try:
+            run.decide_and_execute()
+        except PolicyFailure as exc:
+            run.failure = str(exc) or type(exc).__name__
     metrics = compute_metrics(
         np.array(run.trajectory), goal, _reference(episode, backend.config.forward_step_m), run.called_stop, shortest,
         distance_fn=backend.geodesic_distance, success_distance=cfg.success_distance, steps=run.steps,
@@ -267,5 +280,5 @@ def run_episode(
         episode_id=episode.episode_id, scene_id=episode.scene_id, instruction=episode.instruction,
         trajectory=np.array(run.trajectory), headings=run.headings, actions=run.actions, waypoints=run.waypoints,
         metrics=metrics, reason=run.end_reason(), steps=run.steps, policy_calls=run.policy_calls,
-        collisions=run.collisions, elapsed_s=time.perf_counter() - started,
+        collisions=run.collisions, elapsed_s=time.perf_counter() - started, failure=run.failure,
     )

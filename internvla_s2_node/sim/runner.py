@@ -1,0 +1,170 @@
+"""Evaluation runner: episodes of one shard x policies -> JSON lines, summaries, pictures.
+
+The S2 policy talks to the S2 node over ROS 2 (``ros.sim_bridge``); the oracle and
+random reference policies run through the same episode loop without ROS.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import pathlib
+from typing import Iterator
+
+from tqdm import tqdm
+
+from .backend import SimBackend, SimConfig
+from .episodes import Episode, load_episodes, shard
+from .loop import DEFAULT_MAX_STEPS, run_episode
+from .policies import OraclePolicy, Policy, RandomPolicy
+from .results import ResultsWriter, merge
+
+log = logging.getLogger(__name__)
+
+POLICIES = ("s2", "oracle", "random")
+BACKENDS = ("mujoco", "habitat")
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    out: pathlib.Path
+    backend: str = "mujoco"
+    episodes: str | None = None  # default: the bundled MuJoCo episodes
+    scenes_dir: str | None = None
+    policies: tuple[str, ...] = ("s2",)
+    model: str = "tiny:qwen3_vl"
+    params_file: str | None = None  # extra s2_node parameters (YAML) on top of config/sim.yaml
+    max_steps: int = DEFAULT_MAX_STEPS
+    limit: int | None = None  # first N episodes of the split
+    rank: int = 0
+    world_size: int = 1
+    domain_id: int | None = None  # ROS_DOMAIN_ID for this shard (default: base + rank)
+    s2_timeout_s: float = 120.0
+    s2_process: bool = False  # run the S2 node as its own process (default: same process)
+    maps: bool = True
+    seed: int = 0
+    width: int = 640
+    height: int = 480
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.out = pathlib.Path(self.out)
+        self.policies = tuple(self.policies)
+        problems = []
+        if self.backend not in BACKENDS:
+            problems.append(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        bad = [p for p in self.policies if p not in POLICIES]
+        if bad or not self.policies:
+            problems.append(f"policies must be among {POLICIES}, got {list(self.policies)}")
+        if self.backend == "habitat" and (not self.episodes or not self.scenes_dir):
+            problems.append("the habitat backend needs --episodes (VLN-CE {split}.json.gz) and --scenes-dir")
+        if self.max_steps < 1:
+            problems.append(f"max_steps must be >= 1, got {self.max_steps}")
+        if not 0 <= self.rank < self.world_size:
+            problems.append(f"need 0 <= rank < world_size, got rank {self.rank} of {self.world_size}")
+        if self.s2_timeout_s <= 0:
+            problems.append("s2_timeout_s must be > 0")
+        if problems:
+            raise ValueError("invalid evaluation config: " + "; ".join(problems))
+
+    @property
+    def sim_config(self) -> SimConfig:
+        return SimConfig(width=self.width, height=self.height, seed=self.seed)
+
+    def policy_dir(self, policy: str) -> pathlib.Path:
+        return self.out / policy
+
+
+def make_backend(cfg: EvalConfig) -> SimBackend:
+    if cfg.backend == "habitat":
+        from .habitat_backend import HabitatBackend
+
+        return HabitatBackend(cfg.scenes_dir, cfg.sim_config)
+    from .mujoco_backend import MujocoBackend
+
+    return MujocoBackend(cfg.sim_config, cfg.scenes_dir)
+
+
+def select_episodes(cfg: EvalConfig) -> list[Episode]:
+    if cfg.episodes:
+        path = cfg.episodes
+    else:
+        from .mujoco_backend import BUNDLED_EPISODES
+
+        path = BUNDLED_EPISODES
+    episodes = load_episodes(path)
+    if cfg.limit is not None:
+        episodes = episodes[: cfg.limit]
+    return shard(episodes, cfg.rank, cfg.world_size)
+
+
+@contextlib.contextmanager
+def open_policy(name: str, cfg: EvalConfig) -> Iterator[Policy]:
+    if name == "oracle":
+        yield OraclePolicy()
+    elif name == "random":
+        yield RandomPolicy(seed=cfg.seed)
+    else:
+        from ..ros.sim_bridge import s2_policy_session  # rclpy only when S2 is evaluated
+
+        with s2_policy_session(cfg) as policy:
+            yield policy
+
+
+def run_policy(cfg: EvalConfig, name: str, episodes: list[Episode], backend: SimBackend) -> dict:
+    """Run (or resume) one policy over this shard's episodes; returns the merged summary."""
+    writer = ResultsWriter(cfg.policy_dir(name), cfg.rank)
+    todo = [e for e in episodes if str(e.episode_id) not in writer.done]
+    if len(todo) < len(episodes):
+        log.info("%s: %d of %d episodes already recorded, resuming", name, len(episodes) - len(todo), len(episodes))
+    if todo:
+        with open_policy(name, cfg) as policy:
+            bar = tqdm(todo, desc=f"{name} rank {cfg.rank}", unit="ep", disable=not cfg.progress)
+            for episode in bar:
+                record = _run_one(cfg, name, episode, backend, policy)
+                writer.append(record)
+                bar.set_postfix(SR=f"{record['metrics']['success']:.0f}", NE=f"{record['metrics']['distance_to_goal']:.1f}")
+    return merge(cfg.policy_dir(name))
+
+
+def _run_one(cfg: EvalConfig, name: str, episode: Episode, backend: SimBackend, policy: Policy) -> dict:
+    result = run_episode(backend, episode, policy, max_steps=cfg.max_steps)
+    record = {"policy": name, "rank": cfg.rank, **result.to_json()}
+    latencies = getattr(policy, "episode_latencies", None)
+    if latencies is not None:
+        record["s2_latency_s"] = [round(x, 5) for x in latencies]
+    if cfg.maps:
+        from .viz import plot_episode
+
+        png = cfg.policy_dir(name) / "maps" / f"episode_{episode.episode_id}.png"
+        plot_episode(png, result, backend.navigation_grid(), episode, title=f"{name}: episode {episode.episode_id}")
+        record["map"] = str(png)
+    return record
+
+
+def evaluate(cfg: EvalConfig) -> dict[str, dict]:
+    """All requested policies on this shard; summaries merged over every shard written so far."""
+    episodes = select_episodes(cfg)
+    summaries = {}
+    with make_backend(cfg) as backend:
+        for name in cfg.policies:
+            summaries[name] = run_policy(cfg, name, episodes, backend)
+    if cfg.maps and cfg.rank == 0:
+        plot_results(cfg.out, summaries)
+    return summaries
+
+
+def plot_results(out: pathlib.Path, summaries: dict[str, dict]) -> pathlib.Path:
+    from .viz import plot_summaries
+
+    return plot_summaries(out / "results.png", summaries)
+
+
+def env_shard() -> tuple[int, int]:
+    """(rank, world_size) from torchrun's or Slurm's environment, else (0, 1)."""
+    for rank_key, size_key in (("RANK", "WORLD_SIZE"), ("SLURM_PROCID", "SLURM_NTASKS")):
+        if rank_key in os.environ and size_key in os.environ:
+            return int(os.environ[rank_key]), int(os.environ[size_key])
+    return 0, 1
