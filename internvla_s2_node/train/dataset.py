@@ -3,7 +3,8 @@
 Frames are prepared as the engine prepares them: history and current frames resized to
 ``resize_w x resize_h`` (core.images.resize_rgb), the look-down frame at full resolution
 (its pixel goal is in that frame's pixels). The conjunction phrases are drawn from a
-generator seeded by (seed, sample index), so every process builds the same text.
+generator seeded by (seed, sample index, epoch), so every process builds the same text and
+each epoch draws new phrases (as upstream draws them at every fetch).
 """
 
 from __future__ import annotations
@@ -57,12 +58,15 @@ class S2Dataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.specs)
 
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        """The sample; with ``on_error="skip"`` a broken one is logged, counted and replaced by the next."""
+    def __getitem__(self, key) -> dict[str, torch.Tensor]:
+        """Sample ``key`` (an index, or ``(index, epoch)`` from GlobalBatchSampler: the epoch varies the
+        conjunction phrases as upstream's per-fetch random choice does). With ``on_error="skip"`` a broken
+        sample is logged, counted and replaced by the next one."""
+        index, epoch = key if isinstance(key, tuple) else (key, 0)
         for attempt in range(self.max_retries + 1):
             i = (index + attempt) % len(self.specs)
             try:
-                return self.encode(i)
+                return self.encode(i, epoch)
             except DataError as exc:
                 if self.on_error == "raise":
                     raise
@@ -70,7 +74,7 @@ class S2Dataset(torch.utils.data.Dataset):
                 log.warning("skipping sample %d (%d skipped in this process): %s", i, self.failures, exc)
         raise DataError(f"{self.max_retries + 1} samples in a row from index {index} are broken; see the warnings above")
 
-    def conversation(self, index: int) -> tuple[list[dict], list[Image.Image]]:
+    def conversation(self, index: int, epoch: int = 0) -> tuple[list[dict], list[Image.Image]]:
         """The sample's messages (answers included) and its images in prompt order."""
         spec = self.specs[index]
         episode = self.episodes[spec.episode]
@@ -81,13 +85,13 @@ class S2Dataset(torch.utils.data.Dataset):
         if spec.kind == SampleKind.PIXEL_GOAL:
             look_down = Image.fromarray(load_rgb(episode, spec.frame, True))
             _check_pixel(spec, look_down, episode)
-        rng = random.Random(self.seed * 1_000_003 + index)
+        rng = random.Random(f"{self.seed}:{index}:{epoch}")
         messages = build_messages(spec, history, current, look_down, rng)
         images = [*history, current] + ([look_down] if look_down is not None else [])
         return messages, images
 
-    def encode(self, index: int) -> dict[str, torch.Tensor]:
-        messages, images = self.conversation(index)
+    def encode(self, index: int, epoch: int = 0) -> dict[str, torch.Tensor]:
+        messages, images = self.conversation(index, epoch)
         return encode_conversation(self.processor, messages, images)
 
 

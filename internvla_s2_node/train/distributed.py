@@ -81,7 +81,7 @@ def total_steps(num_samples: int, global_batch: int, epochs: float, max_steps: i
 
 
 class GlobalBatchSampler:
-    """This rank's micro-batches, ``steps * grad_accum`` of them.
+    """This rank's micro-batches of ``(sample index, epoch)`` keys, ``steps * grad_accum`` of them.
 
     The sample stream is a fresh permutation per epoch (seeded), cut into global batches of
     ``per_device * world_size * grad_accum``. Micro-batch ``a`` of rank ``r`` is slice
@@ -109,13 +109,15 @@ class GlobalBatchSampler:
         return self.steps * self.grad_accum
 
     def _stream(self):
+        """(sample index, epoch) pairs, epoch after epoch."""
         epoch = 0
         while True:
             if self.shuffle:
                 generator = torch.Generator().manual_seed(self.seed + epoch)
-                yield from torch.randperm(self.num_samples, generator=generator).tolist()
+                order = torch.randperm(self.num_samples, generator=generator).tolist()
             else:
-                yield from range(self.num_samples)
+                order = range(self.num_samples)
+            yield from ((i, epoch) for i in order)
             epoch += 1
 
     def __iter__(self):
