@@ -24,7 +24,7 @@ rclpy = pytest.importorskip("rclpy")
 pytest.importorskip("transformers")
 
 from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
-from lifecycle_msgs.msg import State, Transition  # noqa: E402
+from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
 from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
 from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
