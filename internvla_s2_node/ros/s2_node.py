@@ -216,7 +216,8 @@ class S2Node(LifecycleNode):
             engine, self._engine = self._engine, None
         if engine is not None:
             engine.close()
-            self.get_logger().info("model released")
+            if self.context.ok():  # after Ctrl-C the context is gone and rosout with it
+                self.get_logger().info("model released")
         free_accelerator_memory()
         self._state_label = "unconfigured"
 
