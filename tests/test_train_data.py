@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from internvla_s2_node.core.actions import Action
 from internvla_s2_node.train import layout
@@ -203,3 +204,41 @@ def test_every_instruction_gets_its_samples_and_history_is_linspace(tmp_path):
     assert history_of(late, 8) == [0, 1, 2, 3, 4, 5, 6, 7]
     assert history_of(next(s for s in specs if s.frame == 11), 8) == [0, 1, 2, 4, 5, 7, 8, 10]
     assert history_of(next(s for s in specs if s.frame == 0), 8) == []
+
+
+def test_broken_frames_at_load_raise_or_are_skipped_and_counted(tmp_path):
+    from transformers import AutoProcessor
+
+    from internvla_s2_node.core.tiny import default_tiny_checkpoint
+    from internvla_s2_node.train.dataset import S2Dataset
+
+    scene = write_synthetic_scene(tmp_path / "scene", num_episodes=1, length=12, frame_size=(32, 32), look_down_size=(32, 32))
+    episodes, _ = scan([DataSource(scene)], on_error="raise")
+    specs = build_samples(episodes, SampleOptions(stop_repeat=1))
+    processor = AutoProcessor.from_pretrained(default_tiny_checkpoint("qwen3_vl"), local_files_only=True)
+    processor.image_processor.size = {"shortest_edge": 1024, "longest_edge": 4096}
+    assert specs[-1].kind == SampleKind.STOP and specs[-1].frame == 11  # the only sample showing frame 11
+    broken = scene / "videos" / "chunk-000" / "observation.images.rgb.125cm_0deg" / "episode_000000_11.png"
+    broken.write_bytes(b"not a png")
+    strict = S2Dataset(episodes, specs, processor, resize=(32, 32), on_error="raise")
+    with pytest.raises(DataError, match=r"episode 0 of .*cannot read frame .*episode_000000_11\.png"):
+        strict[len(specs) - 1]
+    lenient = S2Dataset(episodes, specs, processor, resize=(32, 32), on_error="skip")
+    item = lenient[len(specs) - 1]  # replaced by the next sample (wrapping to the first)
+    assert lenient.failures == 1 and torch.equal(item["input_ids"], lenient[0]["input_ids"])
+
+
+def test_pixel_goal_outside_the_look_down_frame_is_a_data_error(tmp_path):
+    from transformers import AutoProcessor
+
+    from internvla_s2_node.core.tiny import default_tiny_checkpoint
+    from internvla_s2_node.train.dataset import S2Dataset
+
+    scene = write_synthetic_scene(tmp_path / "scene", num_episodes=1, length=12, frame_size=(32, 32), look_down_size=(32, 32))
+    episodes, _ = scan([DataSource(scene)], on_error="raise")
+    episodes[0].goals[0] = [40, 3]  # recorded for a larger frame than stored
+    specs = [s for s in build_samples(episodes, SampleOptions(stop_repeat=1)) if s.kind == SampleKind.PIXEL_GOAL]
+    assert specs[0].frame == 0
+    processor = AutoProcessor.from_pretrained(default_tiny_checkpoint("qwen3_vl"), local_files_only=True)
+    with pytest.raises(DataError, match=r"episode 0 of .*pixel goal \(40, 3\) at frame 0 is outside the 32x32 look-down frame"):
+        S2Dataset(episodes, specs, processor, resize=(32, 32), on_error="raise")[0]

@@ -107,7 +107,8 @@ def param_groups(model, cfg: TrainConfig) -> list[dict]:
 
 
 def enable_gradient_checkpointing(model) -> None:
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+    enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def is_qwen3(kind: BackboneKind) -> bool:
