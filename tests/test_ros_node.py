@@ -24,6 +24,7 @@ from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
+from internvla_s2_node.ros import outputs as out  # noqa: E402
 from internvla_s2_node.ros import testing as T  # noqa: E402
 from internvla_s2_node.ros.s2_node import S2Node  # noqa: E402
 
@@ -250,3 +251,37 @@ def test_frames_without_depth_or_odometry_give_pixel_goals_only(context):
         assert probe.get("waypoint") == []
         assert node._counters.get("decisions_pixel_goal") >= 1
         assert np.isfinite(probe.get("pixel_goal")[0].point.x)
+
+
+def test_configure_fails_with_reasons_and_recovers(context):
+    bad = [Parameter("autostart", value=False), Parameter("dtype", value="float8"),
+           Parameter("num_history", value=32), Parameter("history_capacity", value=8)]
+    node = S2Node(engine_factory=T.scripted_engine_factory(["STOP"], fail="/broken"), context=context,
+                  parameter_overrides=SMALL + bad)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert "dtype must be one of" in node._load_error and node._engine is None
+        node.set_parameters([Parameter("dtype", value="float32"), Parameter("history_capacity", value=64)])
+        node.set_parameters([Parameter("model_path", value="/broken")])
+        assert node.trigger_configure() == TransitionCallbackReturn.FAILURE
+        assert "cannot load model '/broken'" in node._load_error
+        level, message = node._level()
+        assert level == out.ERROR and "/broken" in message
+        assert node.set_parameters([Parameter("model_path", value="/fine")])[0].successful
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS and node._load_error == ""
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS and node._state_label == "active"
+    finally:
+        node.release()
+        node.destroy_node()
+
+
+def test_look_down_requery_mode_answers_on_the_same_frame(context):
+    with running(context, ["↓", "5,40"]) as (node, probe):
+        probe.instruct("find the chair")
+        assert T.wait_for(lambda: node._instruction, 5)
+        stamps = send(probe, 1)
+        assert T.wait_for(lambda: probe.get("waypoint"), 5)
+        goal, wp = probe.get("pixel_goal")[0], probe.get("waypoint")[0]
+        assert close_to_any(stamp_of(goal), stamps) and goal.header.stamp == wp.header.stamp
+        assert (goal.point.x, goal.point.y) == (5.0, 40.0) and probe.get("actions") == []
+        assert probe.get("raw_output")[0].data == "↓\n5,40"
