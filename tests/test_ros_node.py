@@ -71,6 +71,17 @@ def send(probe, n, period=0.03, **kw):
     return stamps
 
 
+def settle(node, quiet_s=0.3, timeout=5.0) -> None:
+    """Wait until no more frames arrive (DDS may deliver the last ones late on a busy machine)."""
+    last, end = -1, time.monotonic() + timeout
+    while time.monotonic() < end:
+        n = node._counters.get("frames_received")
+        if n == last:
+            return
+        last = n
+        time.sleep(quiet_s)
+
+
 def stamp_of(msg) -> float:
     return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
 
@@ -111,11 +122,13 @@ def test_new_instruction_and_reset_service_start_new_episodes(context):
         assert T.wait_for(lambda: node._episode == 1, 5)
         send(probe, 8)
         assert T.wait_for(lambda: len(node._engine.history) >= 6, 5)
+        settle(node)
         probe.instruct("now go to the kitchen")
         assert T.wait_for(lambda: node._episode == 2, 5)
         assert len(node._engine.history) <= 1 and node._engine.instruction == "now go to the kitchen"
         send(probe, 4)
         assert T.wait_for(lambda: len(node._engine.history) >= 3, 5)
+        settle(node)
         client = probe.create_client(Trigger, "/s2_node/reset")
         assert client.wait_for_service(timeout_sec=5)
         future = client.call_async(Trigger.Request())
@@ -279,9 +292,10 @@ def test_look_down_requery_mode_answers_on_the_same_frame(context):
     with running(context, ["↓", "5,40"]) as (node, probe):
         probe.instruct("find the chair")
         assert T.wait_for(lambda: node._instruction, 5)
-        stamps = send(probe, 1)
+        stamps = send(probe, 4, period=0.1)  # the first messages after discovery may be lost (best effort)
         assert T.wait_for(lambda: probe.get("waypoint"), 5)
-        goal, wp = probe.get("pixel_goal")[0], probe.get("waypoint")[0]
-        assert close_to_any(stamp_of(goal), stamps) and goal.header.stamp == wp.header.stamp
+        wp = probe.get("waypoint")[0]
+        goal = next(g for g in probe.get("pixel_goal") if g.header.stamp == wp.header.stamp)
+        assert close_to_any(stamp_of(goal), stamps)
         assert (goal.point.x, goal.point.y) == (5.0, 40.0) and probe.get("actions") == []
         assert probe.get("raw_output")[0].data == "↓\n5,40"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -29,6 +30,21 @@ def test_stamped_buffer_nearest_not_latest():
     assert len(buf) <= 11
     buf.add(5.0, "restart")  # time went back (sim reset): old samples forgotten
     assert len(buf) == 1 and buf.latest() == (5.0, "restart")
+
+
+def test_stamped_buffer_waits_briefly_for_a_late_sample():
+    buf = StampedBuffer(horizon_s=2.0)
+    assert buf.nearest(1.0, 0.1, wait_s=1.0) is None  # empty: no stream, no wait
+    buf.add(9.95, "previous")
+    timer = threading.Timer(0.05, buf.add, args=(10.0, "matching"))
+    timer.start()
+    assert buf.nearest(10.0, 0.1, wait_s=1.0)[1] == "matching"  # waited for the sample of this stamp
+    timer.join()
+    t0 = time.monotonic()
+    assert buf.nearest(10.5, 0.6, wait_s=0.1)[1] == "matching"  # nothing newer comes: nearest after the wait
+    assert 0.09 <= time.monotonic() - t0 < 0.5
+    t0 = time.monotonic()
+    assert buf.nearest(30.0, 0.1, wait_s=1.0) is None and time.monotonic() - t0 < 0.1  # stream is dead: no wait
 
 
 def test_latest_slot_newest_wins_and_counts_drops():

@@ -29,6 +29,7 @@ class StampedBuffer(Generic[T]):
         self.horizon_s = horizon_s
         self._items: collections.deque[tuple[float, T]] = collections.deque(maxlen=maxlen)
         self._lock = threading.Lock()
+        self._added = threading.Condition(self._lock)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -44,18 +45,33 @@ class StampedBuffer(Generic[T]):
             self._items.append((stamp, value))
             while self._items and self._items[0][0] < stamp - self.horizon_s:
                 self._items.popleft()
+            self._added.notify_all()
 
-    def nearest(self, stamp: float, tolerance: float) -> tuple[float, T] | None:
-        """The sample whose stamp is closest to ``stamp``, if within ``tolerance`` seconds."""
+    def nearest(self, stamp: float, tolerance: float, wait_s: float = 0.0, alive_s: float = 1.0) -> tuple[float, T] | None:
+        """The sample whose stamp is closest to ``stamp``, if within ``tolerance`` seconds.
+
+        ``wait_s`` > 0: when the stream is alive (newest sample at most ``alive_s``
+        older than ``stamp``) but has nothing at or after ``stamp`` yet, wait up to
+        ``wait_s`` for it (a depth image or odometry sample may arrive just after
+        its color image).
+        """
+        deadline = time.monotonic() + wait_s
         with self._lock:
-            if not self._items:
-                return None
-            stamps = [s for s, _ in self._items]
-            i = bisect.bisect_left(stamps, stamp)
-            best = min((j for j in (i - 1, i) if 0 <= j < len(stamps)), key=lambda j: abs(stamps[j] - stamp))
-            if abs(stamps[best] - stamp) > tolerance:
-                return None
-            return self._items[best]
+            while self._items and stamp - alive_s <= self._items[-1][0] < stamp:
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._added.wait(left):
+                    break
+            return self._nearest(stamp, tolerance)
+
+    def _nearest(self, stamp: float, tolerance: float) -> tuple[float, T] | None:
+        if not self._items:
+            return None
+        stamps = [s for s, _ in self._items]
+        i = bisect.bisect_left(stamps, stamp)
+        best = min((j for j in (i - 1, i) if 0 <= j < len(stamps)), key=lambda j: abs(stamps[j] - stamp))
+        if abs(stamps[best] - stamp) > tolerance:
+            return None
+        return self._items[best]
 
     def latest(self) -> tuple[float, T] | None:
         with self._lock:

@@ -225,12 +225,12 @@ class S2Node(LifecycleNode):
     def _create_io(self) -> None:
         g, sq = self._input_group, sensor_qos()
         color_type = CompressedImage if self._p["use_compressed"] else Image
-        self._subs = [
-            self.create_subscription(color_type, "image", self._on_color, sq, callback_group=g),
-            self.create_subscription(Image, "depth", self._on_depth, sq, callback_group=g),
+        self._subs = [  # image last: when several are ready at once, depth/odometry go first
+            self.create_subscription(String, "instruction", self._on_instruction, latched_qos(), callback_group=g),
             self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, sq, callback_group=g),
             self.create_subscription(Odometry, "odom", self._on_odom, sq, callback_group=g),
-            self.create_subscription(String, "instruction", self._on_instruction, latched_qos(), callback_group=g),
+            self.create_subscription(Image, "depth", self._on_depth, sq, callback_group=g),
+            self.create_subscription(color_type, "image", self._on_color, sq, callback_group=g),
         ]
         rq = reliable_qos(10)
         self._pubs = {
@@ -370,13 +370,15 @@ class S2Node(LifecycleNode):
             self._publish_decision(decision, item, frame, odom_frame)
 
     def _build_frame(self, item: PendingFrame) -> tuple[Frame, str]:
-        depth_entry = self._depth.nearest(item.stamp, self._p["depth_tolerance_s"])
+        tol = self._p["depth_tolerance_s"]
+        depth_entry = self._depth.nearest(item.stamp, tol, wait_s=tol)
         depth = depth_entry[1] if depth_entry else None
         k = None
         if depth is not None and self._camera is not None:
             k = conv.scale_intrinsics(self._camera[0], self._camera[1], (depth.shape[1], depth.shape[0]))
         pose, odom_frame = None, "odom"
-        odom_entry = self._odom.nearest(item.stamp, self._p["odom_tolerance_s"])
+        tol = self._p["odom_tolerance_s"]
+        odom_entry = self._odom.nearest(item.stamp, tol, wait_s=tol)
         if odom_entry is not None:
             t_odom_base, odom_frame = odom_entry[1]
             pose = t_odom_base @ self._extrinsic(item.look_down)
