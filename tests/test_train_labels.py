@@ -100,7 +100,8 @@ def test_pad_collator_and_answer_positions(processor):
     assert batch["attention_mask"][1].sum() == len(b["input_ids"])
     assert batch["image_grid_thw"].shape[0] == 5 and batch["pixel_values"].shape[0] == a["pixel_values"].shape[0] + b["pixel_values"].shape[0]
     keep = answer_positions(batch["labels"])
-    assert int(keep.sum()) == count_label_tokens(batch) == int((a["labels"] != IGNORE_INDEX).sum() + (b["labels"] != IGNORE_INDEX).sum())
+    targets = batch["labels"][:, 1:][:, keep]
+    assert int((targets != IGNORE_INDEX).sum()) == count_label_tokens(batch) == int((a["labels"] != IGNORE_INDEX).sum() + (b["labels"] != IGNORE_INDEX).sum())
 
 
 def test_answer_position_loss_equals_full_loss(processor):
@@ -114,5 +115,6 @@ def test_answer_position_loss_equals_full_loss(processor):
         labels = batch.pop("labels")
         keep = answer_positions(labels)
         logits = model(**batch, logits_to_keep=keep).logits
-        ours = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels[:, 1:][keep[:, :-1]], reduction="sum")
+        assert logits.shape[:2] == (2, len(keep))
+        ours = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels[:, 1:][:, keep].flatten(), reduction="sum")
     assert torch.allclose(full, ours, rtol=1e-4)

@@ -39,9 +39,16 @@ def load_model(cfg: TrainConfig, device: torch.device, zero3: bool = False):
         loaded = load_backbone(path, device=str(device), dtype=dtype, attn_implementation=_attn(cfg, device))
         model, processor = loaded.model, loaded.processor
     model.train()
-    model.config.use_cache = False
+    set_use_cache(model, False)
     configure_processor(processor, cfg)
     return model, processor, kind
+
+
+def set_use_cache(model, value: bool) -> None:
+    """On the model config and its text config (Qwen3-VL reads the latter)."""
+    for config in (model.config, getattr(model.config, "text_config", None)):
+        if config is not None and hasattr(config, "use_cache"):
+            config.use_cache = value
 
 
 def _attn(cfg: TrainConfig, device: torch.device) -> str:
@@ -107,8 +114,11 @@ def param_groups(model, cfg: TrainConfig) -> list[dict]:
 
 
 def enable_gradient_checkpointing(model) -> None:
-    enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
-    enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    kwargs = {"use_reentrant": False}
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
 
 def is_qwen3(kind: BackboneKind) -> bool:

@@ -53,14 +53,15 @@ def save_checkpoint(model, processor, out_dir, state_dict=None, dtype: torch.dty
         state_dict = hf_model.state_dict()
     if dtype is not None:
         state_dict = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
-    use_cache = hf_model.config.use_cache
-    hf_model.config.use_cache = True
+    from .model import set_use_cache
+
+    set_use_cache(hf_model, True)
     try:
-        if dtype is not None:
-            hf_model.config.dtype = dtype
         hf_model.save_pretrained(tmp, state_dict={k: v.detach().cpu().contiguous() for k, v in state_dict.items()})
     finally:
-        hf_model.config.use_cache = use_cache
+        set_use_cache(hf_model, False)
+    if dtype is not None:
+        _set_config_dtype(tmp / "config.json", dtype)
     processor.tokenizer.padding_side = "left"  # what inference uses
     try:
         processor.save_pretrained(tmp)
@@ -71,6 +72,18 @@ def save_checkpoint(model, processor, out_dir, state_dict=None, dtype: torch.dty
     _move_into(tmp, out)
     log.info("saved checkpoint to %s", out)
     return out
+
+
+def _set_config_dtype(path: Path, dtype: torch.dtype) -> None:
+    """Record the dtype the weights were saved in (config.json and its text/vision sub-configs)."""
+    name = str(dtype).replace("torch.", "")
+    config = json.loads(path.read_text())
+    for section in (config, config.get("text_config"), config.get("vision_config")):
+        if isinstance(section, dict):
+            for key in ("dtype", "torch_dtype"):
+                if key in section or (section is config and key == "dtype"):
+                    section[key] = name
+    path.write_text(json.dumps(config, indent=2) + "\n")
 
 
 def _move_into(src: Path, out: Path) -> None:

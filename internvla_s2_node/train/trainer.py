@@ -31,10 +31,8 @@ class TrainResult:
 
 
 def answer_positions(labels: torch.Tensor) -> torch.Tensor:
-    """Boolean (batch, seq) mask of positions whose next token is an answer token."""
-    keep = torch.zeros_like(labels, dtype=torch.bool)
-    keep[:, :-1] = labels[:, 1:] != IGNORE_INDEX
-    return keep
+    """Sequence positions (1-D, shared by the batch) whose next token is an answer token in some row."""
+    return torch.nonzero((labels[:, 1:] != IGNORE_INDEX).any(dim=0)).flatten()
 
 
 def make_scheduler(optimizer, cfg: TrainConfig, steps: int):
@@ -162,8 +160,8 @@ class Trainer:
         ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
         with ctx:
             logits = self.engine(**batch, logits_to_keep=keep).logits
-        targets = labels[:, 1:][keep[:, :-1]]
-        return torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets, reduction="sum")
+        targets = labels[:, 1:][:, keep]  # IGNORE_INDEX where this row has no answer token there
+        return torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="sum")
 
     def train_step(self, micro_batches: list[dict]) -> tuple[float, float, int]:
         """One optimizer step over this rank's micro-batches; returns (global loss, grad norm, label tokens)."""
