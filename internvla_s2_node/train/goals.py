@@ -1,0 +1,62 @@
+"""Pixel-goal labels for recorded oracle episodes: where the robot will stand, seen from the look-down camera.
+
+For a frame whose next action is FORWARD, the goal is the robot's floor position at the end of
+that forward run (the frame before the next turn or STOP), projected into the look-down camera
+of the frame. When that point is outside the image (or behind the camera) the nearest earlier
+point of the run that is visible is used. Frames whose next action is a turn or STOP get no
+goal (-1): the model is taught turn arrows there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..core.actions import Action
+
+
+def forward_run_end(actions, i: int) -> int:
+    """The frame at which the robot arrives after the FORWARD steps starting at frame ``i``."""
+    j = i
+    while j < len(actions) - 1 and actions[j] == Action.FORWARD:
+        j += 1
+    return j
+
+
+def project(point_world: np.ndarray, t_world_optical: np.ndarray, k: np.ndarray) -> tuple[float, float] | None:
+    """(column, row) of a world point in a camera (optical frame: z forward), or None behind it."""
+    p = np.linalg.inv(t_world_optical) @ np.append(point_world, 1.0)
+    if p[2] <= 1e-6:
+        return None
+    return (k[0, 0] * p[0] / p[2] + k[0, 2], k[1, 1] * p[1] / p[2] + k[1, 2])
+
+
+def pixel_goals_from_poses(
+    actions,
+    floor_positions: np.ndarray,
+    t_world_optical_down: np.ndarray,
+    intrinsics: np.ndarray,
+    image_size: tuple[int, int],
+) -> tuple[np.ndarray, np.ndarray]:
+    """(goals (L, 2) int (column, row), goal_frame_ids (L,) int) for :func:`recording.write_episode`.
+
+    ``actions[i]``: the action taken at frame ``i``. ``floor_positions``: (L, 3) the robot's position on
+    the floor at each frame (world frame). ``t_world_optical_down``: (L, 4, 4) look-down camera poses
+    (optical frame). ``intrinsics``: 3x3 of the look-down image; ``image_size``: its (width, height).
+    """
+    length = len(actions)
+    floor = np.asarray(floor_positions, dtype=float).reshape(length, 3)
+    poses = np.asarray(t_world_optical_down, dtype=float).reshape(length, 4, 4)
+    k = np.asarray(intrinsics, dtype=float)
+    width, height = image_size
+    goals = np.zeros((length, 2), np.int64)
+    ids = np.full(length, -1, np.int64)
+    for i in range(length):
+        if actions[i] != Action.FORWARD:
+            continue
+        for j in range(forward_run_end(actions, i), i, -1):
+            uv = project(floor[j], poses[i], k)
+            if uv is not None and 0 <= round(uv[0]) < width and 0 <= round(uv[1]) < height:
+                goals[i] = (round(uv[0]), round(uv[1]))
+                ids[i] = j - i
+                break
+    return goals, ids
