@@ -155,7 +155,7 @@ def test_slow_model_drops_frames_and_stays_bounded(context):
         assert node._engine.history.kept <= 16 and len(node._depth) <= 10 and len(node._odom) <= 2.0 * 30 + 5
         received, dropped = node._counters.get("frames_received"), node._slot.dropped
         inferences = node._counters.get("inferences")
-        assert received >= 60, "subscription callbacks fell behind at 30 Hz"
+        assert received >= 50, "subscription callbacks fell behind at 30 Hz"
         assert inferences <= elapsed / 0.25 + 2 and inferences >= 4
         assert dropped >= received - inferences - 3 > 0
         assert probe.wait_diagnostics(lambda d: int(d["frames_dropped"]) > 0)

@@ -34,3 +34,19 @@ def reliable_qos(depth: int = 10) -> QoSProfile:
         reliability=ReliabilityPolicy.RELIABLE,
         durability=DurabilityPolicy.VOLATILE,
     )
+
+
+def incompatible_qos_hint(logger, topic: str, hint: str):
+    """Subscription event callbacks that log ``hint`` when a publisher's QoS cannot match (None if unsupported)."""
+    try:
+        from rclpy.event_handler import SubscriptionEventCallbacks
+    except ImportError:  # Humble
+        try:
+            from rclpy.qos_event import SubscriptionEventCallbacks
+        except ImportError:
+            return None
+
+    def on_incompatible(info) -> None:
+        logger.warn(f"a publisher on '{topic}' has incompatible QoS and is ignored: {hint}")
+
+    return SubscriptionEventCallbacks(incompatible_qos=on_incompatible)

@@ -46,11 +46,14 @@ from . import conversions as conv
 from . import outputs as out
 from . import params
 from .pipeline import Counters, LatencyStats, LatestSlot, LogThrottle, PendingFrame, StampedBuffer
-from .qos import latched_qos, reliable_qos, sensor_qos
+from .qos import incompatible_qos_hint, latched_qos, reliable_qos, sensor_qos
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 DIAG_NAME = "internvla_s2: s2_node"
 DEPTH_BUFFER_LEN = 10
+INSTRUCTION_HINT = ("instructions must be published reliable + transient local, e.g. "
+                    "ros2 topic pub --once --qos-reliability reliable --qos-durability transient_local "
+                    "/instruction std_msgs/msg/String \"data: 'go to the kitchen'\"")
 
 
 def default_engine_factory(cfg):
@@ -226,7 +229,8 @@ class S2Node(LifecycleNode):
         g, sq = self._input_group, sensor_qos()
         color_type = CompressedImage if self._p["use_compressed"] else Image
         self._subs = [  # image last: when several are ready at once, depth/odometry go first
-            self.create_subscription(String, "instruction", self._on_instruction, latched_qos(), callback_group=g),
+            self.create_subscription(String, "instruction", self._on_instruction, latched_qos(), callback_group=g,
+                                     event_callbacks=incompatible_qos_hint(self.get_logger(), "instruction", INSTRUCTION_HINT)),
             self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, sq, callback_group=g),
             self.create_subscription(Odometry, "odom", self._on_odom, sq, callback_group=g),
             self.create_subscription(Image, "depth", self._on_depth, sq, callback_group=g),
