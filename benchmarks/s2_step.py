@@ -330,7 +330,7 @@ def main() -> None:
         gens = {"plain": PlainTimed(backbone, args.new_tokens), "fast": fast}
         t_w = time.perf_counter()
         run_episode(gens, warm_frames, args.warmup_steps, args.num_history, sync, record=False, rng_seed=1)
-        print(f"[{size}] warm-up episode {time.perf_counter() - t_w:.1f}s, graphs {fast.stats['graphs_captured']}", flush=True)
+        print(f"[{size}] warm-up episode {time.perf_counter() - t_w:.1f}s, stats {dict(fast.stats)}, failures {fast.failures}", flush=True)
         fast.stats.clear()
         rows = run_episode(gens, frames, args.steps, args.num_history, sync, record=cuda)
         steady_from = args.num_history  # from here on every prompt has the full 9 frames
@@ -342,7 +342,7 @@ def main() -> None:
             "agreement": agreement(rows),
             "agreement_steady": agreement([r for r in rows if r["t"] >= steady_from]),
             "fast_stats": dict(fast.stats),
-            "graph_failed": fast._graph_failed,
+            "fast_failures": fast.failures,
             "plain_vision_9_frames_ms": vision_batch_ms(model, processor, frames[:9], device, dtype, sync),
             "per_step": [{"t": r["t"], "images": r["images"], "plain_ms": r["plain"]["step"] * 1e3, "fast_ms": r["fast"]["step"] * 1e3,
                           "same": r["plain"]["tokens"] == r["fast"]["tokens"],
@@ -354,6 +354,9 @@ def main() -> None:
         print(f"[{size}] plain p50 {p['step_ms_p50']:.1f} ms p90 {p['step_ms_p90']:.1f} | fast p50 {f['step_ms_p50']:.1f} ms "
               f"p90 {f['step_ms_p90']:.1f} | x{res['speedup_p50']:.2f} | agree {res['agreement']['steps_identical']}/{res['agreement']['steps']}",
               flush=True)  # fmt: skip
+        print(f"[{size}] fast: vision {f['vision_ms_p50']:.1f} ms, prefill {f['prefill_ms_p50']:.1f} ms, first token {f['first_token_ms_p50']:.1f} ms, "
+              f"decode {f['decode_ms_per_token_p50']:.2f} ms/token, preprocess {f['preprocess_ms_p50']:.1f} ms; stats {dict(fast.stats)}; "
+              f"failures {fast.failures}", flush=True)  # fmt: skip
         del gens, fast, backbone, model
         import gc
 

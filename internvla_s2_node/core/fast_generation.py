@@ -1,27 +1,32 @@
 """Fast S2 generation: the same greedy answer as ``PlainGenerator``, without its repeated work.
 
-What the plain way (processor + ``model.generate``) does again at every step, and what we do instead:
+What the plain way (processor + ``model.generate``) redoes at every step, and what we do instead:
 
-* **Image preprocessing.** Each frame is preprocessed once (``image_processor`` on that frame alone gives
-  the rows the processor would give for it in a batch) and kept under its key (episode frame index).
-  The prompt's token ids are built by tokenizing the chat text with one ``<|image_pad|>`` per image and
+* **Image preprocessing.** Each frame is preprocessed once (``image_processor`` on that frame alone
+  gives the rows the processor gives it in a batch) and kept under its key (episode frame index).
+  The prompt's token ids come from tokenizing the chat text with one ``<|image_pad|>`` per image and
   expanding each to the frame's token count, exactly as the processor does.
-* **Vision encoding.** The vision tower attends within each image (``cu_seqlens``, windows inside an
-  image for Qwen2.5-VL), so a frame's features do not depend on the other frames. The tower's
-  ``forward`` is wrapped with a per-key cache (merged tokens and, for Qwen3-VL, the deepstack
-  features); transformers' own prefill (mrope positions, placeholder scatter, deepstack injection) runs
-  unchanged on the cached features. Only new frames are encoded: one per step in an episode.
-* **Decoding.** The prefill is the model's own forward (with the position ids ``generate`` would pass),
-  its keys/values written into a preallocated static cache. Each next token is one fixed-shape step
-  (embedding, decoder layers over the static cache with a mask, norm, lm_head, greedy argmax, and
-  repetition penalty when the generation config asks for it) whose whole state lives on the device;
-  on CUDA that step is captured once per cache-length bucket in a CUDA graph and replayed, so a token
-  costs one graph launch and one 4-byte read instead of hundreds of Python-dispatched kernels.
+* **Vision encoding.** The vision tower attends within each image (``cu_seqlens``; Qwen2.5-VL's
+  windows lie inside an image too), so a frame's features do not depend on the other frames. Each
+  frame is encoded once, by the model's own tower, and its merged tokens and (Qwen3-VL) deepstack
+  features are cached: one new frame per step in an episode.
+* **Prefill.** The model's own embedding, decoder layers, norm and lm_head run over the prompt
+  (image features scattered in at the image-pad positions, deepstack features added after the first
+  decoder layers at the image positions, mrope positions from the model's own ``get_rope_index``), as
+  ``Qwen*VLModel.forward`` does, but written so that nothing waits on the device: the prompt is padded
+  at its end to a bucket of 64 tokens (causal attention: real tokens never see the padding), its K/V go
+  into a preallocated static cache, and on CUDA the whole prefill is one CUDA graph per bucket.
+* **Decoding.** One fixed-shape step (embedding, decoder layers over the static cache with a mask,
+  norm, lm_head, greedy argmax, the repetition penalty when the generation config asks for one) whose
+  state lives on the device; on CUDA it is compiled with ``torch.compile`` (elementwise ops fused)
+  and captured in a CUDA graph, so a token costs one graph launch and a 4-byte read.
+* **Vision tower on CUDA.** Each vision block is replayed from a CUDA graph per frame shape (its
+  ``cu_seqlens`` given as a host tensor, so the block's per-image split does not wait on the device).
 
-Nothing is batched that could change the answer; the remaining differences to the plain path are
-floating-point rounding (a frame encoded alone vs. in a batch, a masked static cache vs. an exact-length
-one). On CPU in float32 the tokens agree exactly in the tests; in bf16 on a GPU rare near-ties can flip
-(the benchmark reports the agreement rate).
+Nothing is batched that could change the answer; what differs from the plain path is floating-point
+rounding (a frame encoded alone vs. in a batch, a masked static cache vs. an exact-length one, fused
+kernels). In float32 on CPU the tokens agree exactly in the tests; in bf16 on a GPU, near-ties of the
+random-weight benchmark models flip now and then (the benchmark reports the agreement rate).
 """
 
 from __future__ import annotations
@@ -29,11 +34,12 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import gc
 import inspect
 import logging
 import threading
 import time
-from typing import Any, Hashable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 import torch
 
@@ -41,83 +47,13 @@ from .generation import Generated
 
 log = logging.getLogger(__name__)
 
-# Prefill runs the model's own attention; the one-token decode step runs sdpa (eager for eager models)
-# over the static cache, whose unwritten tail only a mask can hide (flash kernels take no such mask).
+# Prefill runs the model's attention (flash kernels included: no mask needed, causal); the one-token
+# decode step runs sdpa (eager for eager models) over the static cache, whose unwritten tail only a
+# mask can hide.
 SUPPORTED_ATTENTION = ("sdpa", "eager", "flash_attention_2", "flash_attention_3")
 DEFAULT_CACHE_FRAMES = 256
-_BUCKET = 256  # decode graphs are captured per attention span rounded up to this many tokens
-
-
-class FastPathUnavailable(RuntimeError):
-    """The fast path cannot serve this backbone; the message says why."""
-
-
-@dataclasses.dataclass
-class _FrameEntry:
-    grid: tuple[int, int, int]
-    n_tokens: int
-    size: tuple[int, int]
-    pixels: torch.Tensor | None = None  # on the device, model dtype; dropped once encoded
-    feats: tuple[torch.Tensor, list[torch.Tensor]] | None = None  # merged tokens, deepstack features
-
-
-class _VisionCache:
-    """Replaces ``visual.forward`` on the instance; serves cached per-frame features while a
-    generator has set the frames of the current call (``active``), else passes through."""
-
-    def __init__(self, visual: torch.nn.Module) -> None:
-        self.visual = visual
-        self.original = visual.forward
-        self.local = threading.local()
-        self.out_kind: str | None = None  # what the tower returns: "output" (a ModelOutput), "tuple" or "tensor"
-        self.out_type: Any = None
-
-    @classmethod
-    def install(cls, visual: torch.nn.Module) -> "_VisionCache":
-        existing = getattr(visual, "_s2_vision_cache", None)
-        if existing is not None:
-            return existing
-        cache = cls(visual)
-        visual.forward = cache  # instance attribute: nn.Module.__call__ dispatches to it
-        visual._s2_vision_cache = cache
-        return cache
-
-    def __call__(self, hidden_states, grid_thw=None, *args, **kwargs):
-        gen = getattr(self.local, "active", None)
-        if gen is None:
-            return self.original(hidden_states, grid_thw, *args, **kwargs)
-        return gen._encode_frames(self, grid_thw, kwargs)
-
-
-class _StaticKV:
-    """Minimal cache for the decode step: writes one token's K/V at ``pos`` and returns the span."""
-
-    def __init__(self, keys: list[torch.Tensor], values: list[torch.Tensor], pos: torch.Tensor, span: int) -> None:
-        self.keys, self.values, self.pos, self.span = keys, values, pos, span
-
-    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
-        k, v = self.keys[layer_idx], self.values[layer_idx]
-        k.index_copy_(2, self.pos, key_states.to(k.dtype))
-        v.index_copy_(2, self.pos, value_states.to(v.dtype))
-        return k[:, :, : self.span], v[:, :, : self.span]
-
-
-def _prefill_cache_class():
-    from transformers import DynamicCache
-
-    class _PrefillCache(DynamicCache):
-        """A DynamicCache that also hands each layer's prompt K/V to the static cache."""
-
-        def __init__(self, sink) -> None:
-            super().__init__()
-            self._sink = sink
-
-        def update(self, key_states, value_states, layer_idx, *args, **kwargs):
-            self._sink(layer_idx, key_states, value_states)
-            return super().update(key_states, value_states, layer_idx, *args, **kwargs)
-
-    return _PrefillCache
-
+PREFILL_BUCKET = 64  # prompts are padded at the end to a multiple of this (one prefill graph per bucket)
+CAPACITY_STEP = 1024  # static KV cache length grows in these steps (decode graph recaptured then)
 
 _UNSUPPORTED_GENERATION = {
     "no_repeat_ngram_size": 0,
@@ -135,39 +71,192 @@ _UNSUPPORTED_GENERATION = {
 }
 
 
+class FastPathUnavailable(RuntimeError):
+    """The fast path cannot serve this backbone; the message says why."""
+
+
+@dataclasses.dataclass
+class _FrameEntry:
+    grid: tuple[int, int, int]
+    n_tokens: int
+    size: tuple[int, int] | None
+    pixels: torch.Tensor | None = None  # on the device, model dtype; dropped once encoded
+    feats: tuple[torch.Tensor, list[torch.Tensor]] | None = None  # merged tokens, deepstack features
+
+
 def _greedy_settings(model) -> tuple[set[int], float]:
     """EOS ids and repetition penalty of greedy ``generate`` with this model's generation config."""
-    gc = getattr(model, "generation_config", None)
-    if gc is None:
+    gc_ = getattr(model, "generation_config", None)
+    if gc_ is None:
         return set(), 1.0
     for name, neutral in _UNSUPPORTED_GENERATION.items():
-        value = getattr(gc, name, neutral)
+        value = getattr(gc_, name, neutral)
         if value not in (neutral, None, 0, [], ()) and not (name.endswith("penalty") and value == 1.0):
             raise FastPathUnavailable(f"generation config sets {name}={value!r}, which the fast path does not apply")
-    if (getattr(gc, "min_length", 0) or 0) > 1:
-        raise FastPathUnavailable(f"generation config sets min_length={gc.min_length}")
-    eos = gc.eos_token_id
+    if (getattr(gc_, "min_length", 0) or 0) > 1:
+        raise FastPathUnavailable(f"generation config sets min_length={gc_.min_length}")
+    eos = gc_.eos_token_id
     eos_ids = set() if eos is None else ({int(eos)} if isinstance(eos, int) else {int(e) for e in eos})
-    penalty = float(getattr(gc, "repetition_penalty", 1.0) or 1.0)
+    penalty = float(getattr(gc_, "repetition_penalty", 1.0) or 1.0)
     return eos_ids, penalty
 
 
-def _attn_implementation(model) -> str:
-    cfg = model.config
-    text_cfg = getattr(cfg, "text_config", cfg)
-    return getattr(text_cfg, "_attn_implementation", None) or getattr(cfg, "_attn_implementation", None) or "eager"
+def _attn_implementation(config) -> str:
+    return getattr(config, "_attn_implementation", None) or "eager"
 
 
+# ---------------------------------------------------------------------------------------------- graphs
+class _Graph:
+    """A captured CUDA graph and the output its capture produced (overwritten by each replay)."""
+
+    def __init__(self, graph, out) -> None:
+        self.graph, self.out = graph, out
+
+    def replay(self):
+        self.graph.replay()
+        return self.out
+
+
+class _FakeGraph:
+    """CPU stand-in for tests: replays by running the function and copying into the first output,
+    so that the static-buffer plumbing around graphs is exercised where CUDA is absent."""
+
+    def __init__(self, fn) -> None:
+        self.fn = fn
+        self.out = fn()
+
+    def replay(self):
+        _copy_into(self.out, self.fn())
+        return self.out
+
+
+def _copy_into(dst, src) -> None:
+    if isinstance(dst, torch.Tensor):
+        dst.copy_(src)
+    elif isinstance(dst, (tuple, list)):
+        for d, s in zip(dst, src):
+            _copy_into(d, s)
+
+
+_POOLS: dict[Any, Any] = {}
+
+
+def _capture(fn: Callable[[], Any], device: torch.device, fake: bool, warm: Callable[[], Any] | None = None, warmup: int = 2):
+    """``fn`` captured in a CUDA graph after ``warmup`` runs of ``warm`` (default ``fn``) on a side
+    stream. All graphs share one memory pool per device: they are replayed one at a time and write
+    their results into buffers allocated outside the pool."""
+    if fake:
+        return _FakeGraph(fn)
+    warm = warm or fn
+    stream = torch.cuda.Stream(device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(stream):
+        for _ in range(warmup):
+            warm()
+    torch.cuda.current_stream(device).wait_stream(stream)
+    pool = _POOLS.get(device)
+    if pool is None:
+        pool = _POOLS[device] = torch.cuda.graph_pool_handle()
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
+        out = fn()
+    return _Graph(graph, out)
+
+
+class _BlockGraphs:
+    """Replaces a vision block's ``forward`` on the instance. While a fast generator encodes frames
+    (``active``), the block is replayed from a CUDA graph per input shape, with ``cu_seqlens`` as a
+    host tensor (the block only splits by it); otherwise it passes straight through."""
+
+    local = threading.local()
+
+    def __init__(self, block: torch.nn.Module) -> None:
+        self.original = block.forward
+        self.graphs: dict[Any, tuple[_Graph, torch.Tensor, tuple]] = {}
+
+    @classmethod
+    def install(cls, block: torch.nn.Module) -> "_BlockGraphs":
+        existing = getattr(block, "_s2_block_graphs", None)
+        if existing is not None:
+            return existing
+        runner = cls(block)
+        block.forward = runner
+        block._s2_block_graphs = runner
+        return runner
+
+    def __call__(self, hidden_states, *args, **kwargs):
+        ctx = getattr(self.local, "ctx", None)
+        cu = kwargs.get("cu_seqlens")
+        pe = kwargs.get("position_embeddings")
+        if ctx is None or args or cu is None or not isinstance(pe, tuple):
+            return self.original(hidden_states, *args, **kwargs)
+        cu_host = ctx.host_copy(cu)
+        rest = {k: v for k, v in kwargs.items() if k not in ("cu_seqlens", "position_embeddings")}
+        if any(isinstance(v, torch.Tensor) for v in rest.values()):
+            return self.original(hidden_states, *args, **kwargs)
+        key = (tuple(hidden_states.shape), hidden_states.dtype, tuple(cu_host.tolist()), tuple(p.shape for p in pe), tuple(sorted(rest.items())))
+        entry = self.graphs.get(key)
+        if entry is None:
+            h_buf = hidden_states.clone()
+            pe_buf = tuple(p.clone() for p in pe)
+            graph = _capture(lambda: self.original(h_buf, cu_seqlens=cu_host, position_embeddings=pe_buf, **rest), ctx.device, ctx.fake)
+            entry = self.graphs[key] = (graph, h_buf, pe_buf)
+            ctx.stats["vision_graphs_captured"] += 1
+        graph, h_buf, pe_buf = entry
+        h_buf.copy_(hidden_states)
+        for b, p in zip(pe_buf, pe):
+            if b.data_ptr() != p.data_ptr():
+                b.copy_(p)
+        return graph.replay()
+
+
+class _VisionGraphContext:
+    def __init__(self, device: torch.device, fake: bool, stats) -> None:
+        self.device, self.fake, self.stats = device, fake, stats
+        self._host: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def host_copy(self, t: torch.Tensor) -> torch.Tensor:
+        hit = self._host.get(id(t))
+        if hit is None or hit[0] is not t:
+            hit = self._host[id(t)] = (t, t.detach().to("cpu"))
+        return hit[1]
+
+
+# ----------------------------------------------------------------------------------------- KV caches
+class _StaticKV:
+    """Cache object handed to the decoder layers. Prefill (``pos`` None): the prompt's K/V are written
+    at ``[0, n)`` and returned as they are. Decode: one token's K/V written at ``pos``, the first
+    ``span`` slots returned (the mask hides what is beyond the current position)."""
+
+    def __init__(self, keys, values, pos: torch.Tensor | None = None, span: int = 0) -> None:
+        self.keys, self.values, self.pos, self.span = keys, values, pos, span
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        k, v = self.keys[layer_idx], self.values[layer_idx]
+        if self.pos is None:
+            n = key_states.shape[2]
+            k[:, :, :n].copy_(key_states)
+            v[:, :, :n].copy_(value_states)
+            return key_states, value_states
+        k.index_copy_(2, self.pos, key_states.to(k.dtype))
+        v.index_copy_(2, self.pos, value_states.to(v.dtype))
+        return k[:, :, : self.span], v[:, :, : self.span]
+
+
+# ------------------------------------------------------------------------------------------ generator
 class FastGenerator:
-    """Greedy generation with per-frame caches, a static KV cache and (on CUDA) graph-replayed decoding."""
+    """Greedy generation with per-frame caches, a static KV cache and, on CUDA, graph-replayed
+    prefill, decode and vision blocks. Same interface as ``generation.PlainGenerator``."""
 
     def __init__(
         self,
         backbone,
         max_new_tokens: int,
         cache_frames: int = DEFAULT_CACHE_FRAMES,
-        cuda_graphs: bool | None = None,
+        cuda_graphs: bool | str | None = None,
+        compile_decode: bool | None = None,
         decode_attention: str | None = None,
+        vision_graphs: bool | None = None,
     ) -> None:
         self.backbone = backbone
         self.max_new_tokens = int(max_new_tokens)
@@ -182,60 +271,74 @@ class FastGenerator:
         base = getattr(model, "model", None)
         visual = getattr(base, "visual", None)
         lm = getattr(base, "language_model", None)
-        if visual is None or lm is None or not hasattr(lm, "layers"):
-            raise FastPathUnavailable(f"{type(model).__name__} has no model.visual / model.language_model.layers")
+        if visual is None or lm is None or not all(hasattr(lm, a) for a in ("layers", "embed_tokens", "norm", "rotary_emb")):
+            raise FastPathUnavailable(f"{type(model).__name__} lacks model.visual / model.language_model.(layers, embed_tokens, norm, rotary_emb)")
+        if not hasattr(base, "get_rope_index"):
+            raise FastPathUnavailable(f"{type(base).__name__} has no get_rope_index")
         self.base, self.visual, self.lm = base, visual, lm
-        attn = _attn_implementation(model)
-        if attn not in SUPPORTED_ATTENTION:
-            raise FastPathUnavailable(f"attention implementation {attn!r} (fast path supports {SUPPORTED_ATTENTION})")
-        self.attn = attn
-        self.decode_attn = decode_attention or ("eager" if attn == "eager" else "sdpa")
+        text_cfg = getattr(model.config, "text_config", model.config)
+        self.attn = _attn_implementation(text_cfg)
+        if self.attn not in SUPPORTED_ATTENTION:
+            raise FastPathUnavailable(f"attention implementation {self.attn!r} (fast path supports {SUPPORTED_ATTENTION})")
+        self.decode_attn = decode_attention or ("eager" if self.attn == "eager" else "sdpa")
         if self.decode_attn not in ("sdpa", "eager"):
             raise ValueError(f"decode_attention must be 'sdpa' or 'eager', got {decode_attention!r}")
-        self._attn_configs = list({id(c): c for c in (getattr(l.self_attn, "config", None) for l in lm.layers) if c is not None}.values())
-        text_cfg = getattr(model.config, "text_config", model.config)
+        self._attn_configs = list({id(c): c for c in (getattr(layer.self_attn, "config", None) for layer in lm.layers) if c is not None}.values())
         layer_types = getattr(text_cfg, "layer_types", None) or []
         if any(t != "full_attention" for t in layer_types) or getattr(text_cfg, "use_sliding_window", False):
             raise FastPathUnavailable("sliding-window attention layers")
         self.eos_ids, self.repetition_penalty = _greedy_settings(model)
         self.image_token_id = int(model.config.image_token_id)
-        vcfg = model.config.vision_config
-        self.merge = int(getattr(vcfg, "spatial_merge_size", 2))
+        self.merge = int(getattr(model.config.vision_config, "spatial_merge_size", 2))
         self.n_layers = len(lm.layers)
         self.n_kv = int(text_cfg.num_key_value_heads)
         self.head_dim = int(getattr(text_cfg, "head_dim", None) or text_cfg.hidden_size // text_cfg.num_attention_heads)
+        self.hidden = int(text_cfg.hidden_size)
         self.vocab = int(model.get_output_embeddings().weight.shape[0])
         self.is_moe = bool(getattr(text_cfg, "num_experts", 0) or getattr(text_cfg, "num_local_experts", 0))
-        fwd = set(inspect.signature(model.forward).parameters)
-        self._pass_mm_types = "mm_token_type_ids" in fwd
         self._rope_params = set(inspect.signature(base.get_rope_index).parameters)
+
+        cuda = self.device.type == "cuda"
         if cuda_graphs is None:
-            cuda_graphs = self.device.type == "cuda" and not self.is_moe
-            if self.device.type == "cuda" and self.is_moe:
-                log.info("fast path: MoE routing is data-dependent, so decoding runs without CUDA graphs")
-        self.cuda_graphs = bool(cuda_graphs) and self.device.type == "cuda"
-        self._PrefillCache = _prefill_cache_class()
-        self._vision = _VisionCache.install(visual)
+            cuda_graphs = cuda and not self.is_moe
+            if cuda and self.is_moe:
+                log.info("fast path: MoE routing is data-dependent, so the text model runs without CUDA graphs")
+        self.fake_graphs = cuda_graphs == "fake"
+        self.graphs = bool(cuda_graphs) and (cuda or self.fake_graphs)
+        vision_attn = _attn_implementation(getattr(visual, "config", model.config.vision_config))
+        if vision_graphs is None:
+            vision_graphs = self.graphs and vision_attn in ("sdpa", "eager") and hasattr(visual, "blocks")
+        self.vision_graphs = bool(vision_graphs) and hasattr(visual, "blocks")
+        if compile_decode is None:
+            compile_decode = cuda and self.graphs and not self.fake_graphs
+        self.compile_decode = bool(compile_decode)
+        self._decode_fn: Callable[[int], None] = self._decode_layers
+        if self.compile_decode:
+            self._decode_fn = torch.compile(self._decode_layers, dynamic=False)
+        if self.vision_graphs:
+            for block in visual.blocks:
+                _BlockGraphs.install(block)
 
         self._lock = threading.Lock()  # guards the frame cache (reset() may come from another thread)
-        self._generate_lock = threading.Lock()  # one generation at a time: the decode state is shared
+        self._generate_lock = threading.Lock()  # one generation at a time: the device state is shared
         self._epoch = 0
         self._frames: collections.OrderedDict[Hashable, _FrameEntry] = collections.OrderedDict()
-        self._call_entries: list[_FrameEntry] | None = None
         self.stats = collections.Counter()
+        self.encoding = False  # True while the vision tower runs for this generator
+        self.failures: dict[str, str] = {}  # graph/compile attempts that failed, and why (then eager)
 
-        # Decode state, allocated once so that captured graphs keep pointing at it.
         dev = self.device
-        self._tok = torch.zeros(1, 1, dtype=torch.long, device=dev)
-        self._pos = torch.zeros(1, dtype=torch.long, device=dev)  # where this step's K/V goes (= text position)
+        self._tok = torch.zeros(1, 1, dtype=torch.long, device=dev)  # next input token
+        self._pos = torch.zeros(1, dtype=torch.long, device=dev)  # its position / KV slot
         self._delta = torch.zeros(1, dtype=torch.long, device=dev)  # mrope position minus text position
-        self._seen = torch.zeros(self.vocab, dtype=torch.bool, device=dev)  # ids so far, for repetition penalty
+        self._last = torch.zeros(1, dtype=torch.long, device=dev)  # index of the prompt's last token
+        self._seen = torch.zeros(self.vocab, dtype=torch.bool, device=dev)  # ids so far (repetition penalty)
         self._out = torch.zeros(1, dtype=torch.long, device=dev)
+        self._capacity = 0
         self._keys: list[torch.Tensor] = []
         self._values: list[torch.Tensor] = []
-        self._capacity = 0
-        self._graphs: dict[int, Any] = {}
-        self._graph_failed: str | None = None
+        self._prefill_graphs: dict[int, Any] = {}
+        self._decode_graph = None
 
     # ------------------------------------------------------------------ public interface
     def reset(self) -> None:
@@ -246,24 +349,34 @@ class FastGenerator:
     def generate(self, messages: list[dict[str, Any]], images: Sequence[Any], keys: Sequence[Hashable | None]) -> Generated:
         if len(keys) != len(images):
             raise ValueError(f"{len(images)} images but {len(keys)} keys")
+        gc_enabled = gc.isenabled()
         with self._generate_lock, torch.inference_mode():
-            return self._generate(messages, images, keys)
+            if gc_enabled:
+                gc.disable()  # no collector pause inside a step; it runs right after
+            try:
+                return self._generate(messages, images, keys)
+            finally:
+                if gc_enabled:
+                    gc.enable()
 
+    # ------------------------------------------------------------------ one call
     def _generate(self, messages, images, keys) -> Generated:
         t0 = time.perf_counter()
         with self._lock:
-            epoch = self._epoch
-            frames = self._frames
+            epoch, frames = self._epoch, self._frames
         text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         entries = [self._entry(frames, key, image) for key, image in zip(keys, images)]
         ids = self._token_ids(text, entries)
         t1 = time.perf_counter()
-        first, t_vision = self._prefill(ids, entries)
+        self._encode(entries)
+        self._sync()
         t2 = time.perf_counter()
+        first = self._prefill(ids, entries)
+        t3 = time.perf_counter()
         new_ids = [first]
         if first not in self.eos_ids:
-            self._decode(new_ids, len(ids))
-        t3 = time.perf_counter()
+            self._decode(new_ids)
+        t4 = time.perf_counter()
         with self._lock:
             if self._epoch == epoch:
                 self._store(frames, keys, entries)
@@ -272,13 +385,17 @@ class FastGenerator:
         self.stats["new_tokens"] += len(new_ids)
         timing = {
             "preprocess": t1 - t0,
-            "vision": t_vision,
-            "prefill": t2 - t1 - t_vision,
-            "first_token": t2 - t0,
-            "decode": t3 - t2,
-            "generate": t3 - t1,
+            "vision": t2 - t1,
+            "prefill": t3 - t2,
+            "first_token": t3 - t0,
+            "decode": t4 - t3,
+            "generate": t4 - t1,
         }
         return Generated(decoded, new_ids, timing)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     # ------------------------------------------------------------------ frames
     def _entry(self, frames, key, image) -> _FrameEntry:
@@ -300,8 +417,7 @@ class FastGenerator:
         for key, entry in zip(keys, entries):
             if key is None:
                 continue
-            if entry.feats is not None:
-                entry.pixels = None
+            entry.pixels = None
             frames[key] = entry
             frames.move_to_end(key)
         while len(frames) > self.cache_frames:
@@ -315,10 +431,9 @@ class FastGenerator:
         it = iter(entries)
         for tok in raw:
             if tok == self.image_token_id:
-                try:
-                    entry = next(it)
-                except StopIteration:
-                    raise ValueError("the chat text has more image placeholders than images") from None
+                entry = next(it, None)
+                if entry is None:
+                    raise ValueError("the chat text has more image placeholders than images")
                 ids.extend([tok] * entry.n_tokens)
             else:
                 ids.append(tok)
@@ -326,125 +441,172 @@ class FastGenerator:
             raise ValueError("more images than image placeholders in the chat text")
         return ids
 
-    def _encode_frames(self, hook: _VisionCache, grid_thw, kwargs) -> Any:
-        """Called in place of ``visual.forward`` during our prefill: the features of this call's frames."""
-        entries = self._call_entries
+    def _encode(self, entries: list[_FrameEntry]) -> None:
+        """Run the model's vision tower on the frames not encoded yet (all of them in one call)."""
         misses = [e for e in entries if e.feats is None]
-        if misses:
-            pixels = torch.cat([e.pixels for e in misses], dim=0)
-            grid = torch.tensor([e.grid for e in misses], dtype=torch.long, device=self.device)
-            out = hook.original(pixels, grid, **kwargs)
-            self.stats["vision_calls"] += 1
-            self.stats["frames_encoded"] += len(misses)
-            if isinstance(out, torch.Tensor):  # older releases: the merged tokens alone
-                hook.out_kind, merged, deep = "tensor", out, []
-            elif isinstance(out, tuple) and not hasattr(out, "pooler_output"):  # older Qwen3-VL: (merged, deepstack)
-                hook.out_kind, merged, deep = "tuple", out[0], list(out[1] if len(out) > 1 and out[1] is not None else [])
-            else:
-                hook.out_kind, hook.out_type = "output", type(out)
-                merged = out.pooler_output
-                deep = list(getattr(out, "deepstack_features", None) or [])
-            sizes = [e.n_tokens for e in misses]
-            merged_parts = torch.split(merged, sizes)
-            deep_parts = [torch.split(d, sizes) for d in deep]
-            for i, e in enumerate(misses):
-                e.feats = (merged_parts[i], [d[i] for d in deep_parts])
-        merged = torch.cat([e.feats[0] for e in entries], dim=0)
-        n_deep = len(entries[0].feats[1])
-        deep = [torch.cat([e.feats[1][j] for e in entries], dim=0) for j in range(n_deep)]
-        if hook.out_kind == "tensor":
-            return merged
-        if hook.out_kind == "tuple":
-            return (merged, deep)
-        fields = {"last_hidden_state": None, "pooler_output": merged}
-        if n_deep or "deepstack_features" in getattr(hook.out_type, "__dataclass_fields__", {}):
-            fields["deepstack_features"] = deep
-        return hook.out_type(**fields)
+        if not misses:
+            return
+        pixels = torch.cat([e.pixels for e in misses], dim=0)
+        grid = torch.tensor([e.grid for e in misses], dtype=torch.long, device=self.device)
+        self.encoding = True
+        try:
+            merged, deep = self._run_tower(pixels, grid)
+        finally:
+            self.encoding = False
+        self.stats["vision_calls"] += 1
+        self.stats["frames_encoded"] += len(misses)
+        sizes = [e.n_tokens for e in misses]
+        merged_parts = torch.split(merged, sizes)
+        deep_parts = [torch.split(d, sizes) for d in deep]
+        for i, e in enumerate(misses):
+            # Own storage (not views into the batch output, which may be a graph's static buffer).
+            e.feats = (merged_parts[i].clone(), [d[i].clone() for d in deep_parts])
 
-    # ------------------------------------------------------------------ prefill
+    def _run_tower(self, pixels: torch.Tensor, grid: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        out = None
+        if self.vision_graphs and "vision" not in self.failures:
+            _BlockGraphs.local.ctx = _VisionGraphContext(self.device, self.fake_graphs, self.stats)
+            try:
+                out = self.visual(pixels, grid_thw=grid)
+            except Exception as exc:  # noqa: BLE001 - any capture trouble: encode eagerly from now on
+                self._note_failure("vision", exc)
+            finally:
+                _BlockGraphs.local.ctx = None
+        if out is None:
+            out = self.visual(pixels, grid_thw=grid)
+        if isinstance(out, torch.Tensor):  # older releases: the merged tokens alone
+            return out, []
+        if isinstance(out, tuple) and not hasattr(out, "pooler_output"):  # older Qwen3-VL: (merged, deepstack)
+            return out[0], list(out[1] if len(out) > 1 and out[1] is not None else [])
+        return out.pooler_output, list(getattr(out, "deepstack_features", None) or [])
+
+    def _note_failure(self, what: str, exc: Exception) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.failures[what] = f"{type(exc).__name__}: {exc}"[:500]
+        log.warning("fast path: %s runs eagerly from now on (%s)", what, self.failures[what])
+
+    # ------------------------------------------------------------------ static buffers
     def _ensure_capacity(self, need: int) -> None:
         if need <= self._capacity:
             return
-        floor = 2048 if self.device.type == "cuda" else _BUCKET
-        cap = max(floor, -(-need // 1024) * 1024)
-        self._keys = [torch.zeros(1, self.n_kv, cap, self.head_dim, dtype=self.dtype, device=self.device) for _ in range(self.n_layers)]
+        cap = max(2 * CAPACITY_STEP if self.device.type == "cuda" else PREFILL_BUCKET, -(-need // CAPACITY_STEP) * CAPACITY_STEP)
+        dev, dt = self.device, self.dtype
+        self._keys = [torch.zeros(1, self.n_kv, cap, self.head_dim, dtype=dt, device=dev) for _ in range(self.n_layers)]
         self._values = [torch.zeros_like(k) for k in self._keys]
+        self._embeds = torch.zeros(1, cap, self.hidden, dtype=dt, device=dev)
+        self._deep: list[torch.Tensor] = []
+        self._mpos = torch.zeros(3, 1, cap, dtype=torch.long, device=dev)
+        self._text_pos = torch.arange(cap, device=dev).view(1, cap)
         self._capacity = cap
-        self._graphs.clear()
+        self._prefill_graphs.clear()
+        self._decode_graph = None
 
-    def _sink(self, layer_idx: int, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        n = key_states.shape[2]
-        self._keys[layer_idx][:, :, :n].copy_(key_states)
-        self._values[layer_idx][:, :, :n].copy_(value_states)
+    def _deep_buffers(self, n: int) -> list[torch.Tensor]:
+        while len(self._deep) < n:
+            self._deep.append(torch.zeros(1, self._capacity, self.hidden, dtype=self.dtype, device=self.device))
+        return self._deep[:n]
 
-    def _position_ids(self, input_ids: torch.Tensor, mm_types: torch.Tensor, grid: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """``[4, 1, L]`` position ids as ``generate`` passes them (text row, then the three mrope rows)."""
+    # ------------------------------------------------------------------ prefill
+    def _position_ids(self, input_ids: torch.Tensor, grid: torch.Tensor | None) -> tuple[torch.Tensor, int]:
+        """The three mrope rows ``[3, 1, L]`` from the model's ``get_rope_index``, and the decode offset."""
+        if grid is None:
+            pos = torch.arange(input_ids.shape[1]).view(1, 1, -1).expand(3, 1, -1)
+            return pos, 0
         kwargs = {"image_grid_thw": grid, "attention_mask": torch.ones_like(input_ids)}
         if "mm_token_type_ids" in self._rope_params:
-            kwargs["mm_token_type_ids"] = mm_types
-        vision_pos, deltas = self.base.get_rope_index(input_ids, **kwargs)
-        text_pos = torch.arange(input_ids.shape[1], dtype=vision_pos.dtype).view(1, 1, -1)
-        return torch.cat([text_pos, vision_pos], dim=0), int(deltas.reshape(-1)[0])
+            kwargs["mm_token_type_ids"] = (input_ids == self.image_token_id).to(torch.int32)
+        pos, deltas = self.base.get_rope_index(input_ids, **kwargs)
+        return pos, int(deltas.reshape(-1)[0])
 
-    def _prefill(self, ids: list[int], entries: list[_FrameEntry]) -> tuple[int, float]:
+    def _prefill(self, ids: list[int], entries: list[_FrameEntry]) -> int:
         L = len(ids)
-        self._ensure_capacity(L + self.max_new_tokens)
+        bucket = -(-L // PREFILL_BUCKET) * PREFILL_BUCKET
+        self._ensure_capacity(bucket + self.max_new_tokens)
         input_ids = torch.tensor([ids], dtype=torch.long)
-        mm_types = (input_ids == self.image_token_id).to(torch.int32)
         grid = torch.tensor([e.grid for e in entries], dtype=torch.long) if entries else None
-        position_ids, delta = self._position_ids(input_ids, mm_types, grid)
-        dev = self.device
-        t_vision = 0.0
-        if any(e.feats is None for e in entries):
-            # Encode the new frames first (timed on their own); the prefill below then only reads the cache.
-            tv = time.perf_counter()
-            self._call_entries = entries
-            self._vision.local.active = self
-            try:
-                self._encode_frames(self._vision, None, {})
-            finally:
-                self._vision.local.active = None
-                self._call_entries = None
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            t_vision = time.perf_counter() - tv
-        kwargs = dict(
-            input_ids=input_ids.to(dev),
-            attention_mask=torch.ones_like(input_ids, device=dev),
-            position_ids=position_ids.to(dev),
-            past_key_values=self._PrefillCache(self._sink),
-            use_cache=True,
-            logits_to_keep=1,
-        )
+        mpos, delta = self._position_ids(input_ids, grid)
+        # Pad at the end: token 0, positions continuing after the last one (real tokens never see them).
+        pad = bucket - L
+        last_pos = int(mpos.max()) if L else -1
+        host = torch.zeros(5, bucket, dtype=torch.long)
+        host[0, :L] = input_ids[0]
+        host[1:4, :L] = mpos[:, 0]
+        host[1:4, L:] = torch.arange(last_pos + 1, last_pos + 1 + pad)
+        img_pos = torch.nonzero(input_ids[0] == self.image_token_id).flatten()
+        n_img = int(img_pos.numel())
+        host[4, :n_img] = img_pos
+        dev_host = host.to(self.device, non_blocking=False)
+        dev_ids = dev_host[0:1]
+        img_index = dev_host[4, :n_img]
+        embeds = self.lm.embed_tokens(dev_ids)
+        n_deep = 0
         if entries:
-            kwargs["pixel_values"] = torch.zeros(0, 1, dtype=self.dtype, device=dev)  # unused: the cache serves features
-            kwargs["image_grid_thw"] = grid.to(dev)
-            if self._pass_mm_types:
-                kwargs["mm_token_type_ids"] = mm_types.to(dev)
-        self._call_entries = entries
-        self._vision.local.active = self
-        try:
-            out = self.model(**kwargs)
-        finally:
-            self._vision.local.active = None
-            self._call_entries = None
-        logits = out.logits[:, -1, :].float()
+            merged = torch.cat([e.feats[0] for e in entries], dim=0).to(embeds.dtype)
+            if merged.shape[0] != n_img:
+                raise ValueError(f"image features ({merged.shape[0]}) and image tokens ({n_img}) do not match")
+            embeds[0, img_index] = merged
+            n_deep = len(entries[0].feats[1])
+            for j, buf in enumerate(self._deep_buffers(n_deep)):
+                buf[:, :bucket].zero_()
+                buf[0, img_index] = torch.cat([e.feats[1][j] for e in entries], dim=0).to(buf.dtype)
+        self._embeds[:, :bucket].copy_(embeds)
+        self._mpos[:, :, :bucket].copy_(dev_host[1:4].unsqueeze(1))
+        self._last.fill_(L - 1)
         if self.repetition_penalty != 1.0:
             self._seen.zero_()
-            self._seen[input_ids[0].to(dev)] = True
-            logits = self._penalize(logits)
-        first = torch.argmax(logits, dim=-1)
-        self._tok.copy_(first.view(1, 1))
+            self._seen[dev_ids[0, :L]] = True
+        run = self._prefill_runner(bucket, n_deep)
+        run()
         self._pos.fill_(L)
         self._delta.fill_(delta)
-        if self.repetition_penalty != 1.0:
-            self._seen[first] = True
-        return int(first.item()), t_vision
+        return int(self._out.item())
 
-    def _penalize(self, logits: torch.Tensor) -> torch.Tensor:
-        p = self.repetition_penalty
-        penalized = torch.where(logits < 0, logits * p, logits / p)
-        return torch.where(self._seen.view(1, -1), penalized, logits)
+    def _prefill_runner(self, bucket: int, n_deep: int) -> Callable[[], Any]:
+        key = (bucket, n_deep)
+        if not self.graphs or "prefill" in self.failures:
+            return lambda: self._prefill_layers(bucket, n_deep)
+        graph = self._prefill_graphs.get(key)
+        if graph is None:
+            try:
+                graph = _capture(lambda: self._prefill_layers(bucket, n_deep), self.device, self.fake_graphs)
+            except Exception as exc:  # noqa: BLE001
+                self._note_failure("prefill", exc)
+                return lambda: self._prefill_layers(bucket, n_deep)
+            self._prefill_graphs[key] = graph
+            self.stats["prefill_graphs_captured"] += 1
+        return graph.replay
+
+    def _prefill_layers(self, bucket: int, n_deep: int) -> None:
+        """The prompt through the text model (static buffers in, first token out); graph-capturable."""
+        lm = self.lm
+        h = self._embeds[:, :bucket]
+        text_pos = self._text_pos[:, :bucket]
+        position_embeddings = lm.rotary_emb(h, self._mpos[:, :, :bucket])
+        mask = None  # sdpa / flash: causal without a mask
+        if self.attn == "eager":
+            mask = torch.full((bucket, bucket), torch.finfo(h.dtype).min, dtype=h.dtype, device=h.device).triu(1).view(1, 1, bucket, bucket)
+        kv = _StaticKV(self._keys, self._values)
+        deep = self._deep[:n_deep]
+        for i, layer in enumerate(lm.layers):
+            h = layer(h, attention_mask=mask, position_ids=text_pos, past_key_values=kv, use_cache=True, position_embeddings=position_embeddings)
+            if isinstance(h, tuple):
+                h = h[0]
+            if i < n_deep:
+                h = h + deep[i][:, :bucket]  # deepstack: zero rows except at the image tokens
+        h = lm.norm(h)
+        self._next_token(h.index_select(1, self._last)[:, -1, :])
+
+    def _next_token(self, hidden_last: torch.Tensor) -> None:
+        logits = self.model.lm_head(hidden_last).float()
+        if self.repetition_penalty != 1.0:
+            p = self.repetition_penalty
+            logits = torch.where(self._seen.view(1, -1), torch.where(logits < 0, logits * p, logits / p), logits)
+        nxt = torch.argmax(logits, dim=-1)
+        self._out.copy_(nxt)
+        self._tok.copy_(nxt.view(1, 1))
+        if self.repetition_penalty != 1.0:
+            self._seen.index_fill_(0, nxt, True)
 
     # ------------------------------------------------------------------ decode
     @contextlib.contextmanager
@@ -462,89 +624,72 @@ class FastGenerator:
             for c, a in zip(self._attn_configs, saved):
                 c._attn_implementation = a
 
-    def _decode_step(self, span: int) -> None:
-        """One token from the state on the device; captured in a CUDA graph on CUDA."""
-        with self._decode_attention():
-            self._decode_layers(span)
-
     def _decode_layers(self, span: int) -> None:
+        """One token from the state on the device; compiled and graph-captured on CUDA."""
         lm = self.lm
         h = lm.embed_tokens(self._tok)
         text_pos = self._pos.view(1, 1)
-        mrope_pos = (self._pos + self._delta).view(1, 1, 1).expand(3, 1, 1)
-        position_embeddings = lm.rotary_emb(h, mrope_pos)
-        visible = torch.arange(span, device=self.device) <= self._pos
+        position_embeddings = lm.rotary_emb(h, (self._pos + self._delta).view(1, 1, 1).expand(3, 1, 1))
+        visible = torch.arange(span, device=h.device) <= self._pos
         if self.decode_attn == "sdpa":
             mask = visible.view(1, 1, 1, span)
         else:
-            zero = torch.zeros((), dtype=h.dtype, device=self.device)
-            mask = torch.where(visible, zero, torch.finfo(h.dtype).min).view(1, 1, 1, span)
+            mask = torch.where(visible, 0.0, torch.finfo(h.dtype).min).to(h.dtype).view(1, 1, 1, span)
         kv = _StaticKV(self._keys, self._values, self._pos, span)
         for layer in lm.layers:
-            h = layer(
-                h,
-                attention_mask=mask,
-                position_ids=text_pos,
-                past_key_values=kv,
-                use_cache=True,
-                position_embeddings=position_embeddings,
-            )
+            h = layer(h, attention_mask=mask, position_ids=text_pos, past_key_values=kv, use_cache=True, position_embeddings=position_embeddings)
             if isinstance(h, tuple):
                 h = h[0]
         h = lm.norm(h)
-        logits = self.model.lm_head(h[:, -1, :]).float()
-        if self.repetition_penalty != 1.0:
-            logits = self._penalize(logits)
-        nxt = torch.argmax(logits, dim=-1)
-        self._out.copy_(nxt)
-        self._tok.copy_(nxt.view(1, 1))
-        if self.repetition_penalty != 1.0:
-            self._seen.index_fill_(0, nxt, True)
+        self._next_token(h[:, -1, :])
         self._pos.add_(1)
 
-    def _state(self) -> list[torch.Tensor]:
-        return [self._tok, self._pos, self._seen, self._out]
+    def _decode_eager(self) -> None:
+        with self._decode_attention():
+            self._decode_layers(self._capacity)
 
-    def _graph(self, span: int):
-        graph = self._graphs.get(span)
-        if graph is not None or self._graph_failed:
-            return graph
-        snapshot = [t.clone() for t in self._state()]
+    def _decode_runner(self) -> Callable[[], Any]:
+        if not self.graphs or "decode" in self.failures:
+            return self._decode_eager
+        if self._decode_graph is None:
+            span = self._capacity
+            state = [self._tok, self._pos, self._seen, self._out]
+            snapshot = [t.clone() for t in state]
 
-        def restore() -> None:
-            for t, s in zip(self._state(), snapshot):
-                t.copy_(s)
+            def once():
+                with self._decode_attention():
+                    self._decode_fn(span)
 
-        try:
-            stream = torch.cuda.Stream(self.device)
-            stream.wait_stream(torch.cuda.current_stream(self.device))
-            with torch.cuda.stream(stream):
-                for _ in range(2):  # warm-up: library handles, workspaces (same slot rewritten below)
-                    self._decode_step(span)
-                    restore()
-            torch.cuda.current_stream(self.device).wait_stream(stream)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                self._decode_step(span)
-            restore()
-        except Exception as exc:  # noqa: BLE001 - any capture failure means eager decoding
-            torch.cuda.synchronize(self.device)
-            restore()
-            self._graph_failed = f"{type(exc).__name__}: {exc}"
-            log.warning("decode step could not be captured in a CUDA graph, decoding eagerly: %s", self._graph_failed)
-            return None
-        self._graphs[span] = graph
-        self.stats["graphs_captured"] += 1
-        return graph
+            def restore():
+                for t, s in zip(state, snapshot):
+                    t.copy_(s)
 
-    def _decode(self, new_ids: list[int], prompt_len: int) -> None:
-        span = min(self._capacity, -(-(prompt_len + self.max_new_tokens) // _BUCKET) * _BUCKET)
-        graph = self._graph(span) if self.cuda_graphs else None
+            def warm():  # a real step (its K/V slot is rewritten identically later), state put back
+                once()
+                restore()
+
+            try:
+                if self.compile_decode and "compile" not in self.failures:
+                    try:
+                        warm()  # compiles (once per capacity)
+                    except Exception as exc:  # noqa: BLE001
+                        restore()
+                        self._note_failure("compile", exc)
+                        self._decode_fn = self._decode_layers
+                graph = _capture(once, self.device, self.fake_graphs, warm=warm)
+                restore()
+            except Exception as exc:  # noqa: BLE001
+                restore()
+                self._note_failure("decode", exc)
+                return self._decode_eager
+            self._decode_graph = graph
+            self.stats["decode_graphs_captured"] += 1
+        return self._decode_graph.replay
+
+    def _decode(self, new_ids: list[int]) -> None:
+        run = self._decode_runner()
         while len(new_ids) < self.max_new_tokens:
-            if graph is not None:
-                graph.replay()
-            else:
-                self._decode_step(span)
+            run()
             tok = int(self._out.item())
             new_ids.append(tok)
             if tok in self.eos_ids:

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# What one device call runs: CUDA-graph equivalence tests (tiny models, fp32), then the step benchmark.
+# Needs the ignored folder .cache/s2bench (tokenizer + converted BPE; see benchmarks/README.md) carried along.
+set -u
+OUT=${OUT:-benchmarks/results}
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+export INTERNVLA_S2_CACHE=$PWD/.cache/s2bench/cache
+PY=${PY:-python3}
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader
+$PY -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'transformers', transformers.__version__)"
+$PY -m pytest tests/test_fast_generation.py -q -x -k cuda -p no:cacheprovider 2>&1 | tail -15 | tee "$OUT/cuda_tests.log"
+$PY benchmarks/s2_step.py --sizes "${SIZES:-8B,2B}" --steps "${STEPS:-40}" --warmup-steps 10 --new-tokens 10 \
+    --tokenizer .cache/s2bench/tokenizer --out "$OUT" 2>&1 | grep -v -i warn | tee "$OUT/s2_step.log"
