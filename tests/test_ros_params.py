@@ -46,7 +46,7 @@ def test_override_files_only_name_declared_parameters_and_differ_in_model_path()
                 assert set(values) <= set(known), f"{f.name}: undeclared {set(values) - set(known)}"
                 for name, value in values.items():
                     assert params.check_value(known[name], value) is None, f"{f.name}: {name}={value!r}"
-        if f.name != "robot.yaml":
+        if f.name.startswith("qwen"):  # backbone swap files: the checkpoint is all that changes
             assert set(node_parameters(f, "s2_node")) == {"model_path"} <= declared
 
 

@@ -7,6 +7,7 @@ message with NaN/inf in it.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from typing import Any
 
@@ -120,6 +121,47 @@ def build_outputs(
         if not out.rejected:
             out.waypoint = waypoint_msg(wp.position, wp.yaw, header(image_header.stamp, odom_frame))
     return out
+
+
+def decision_json(decision: Decision, o: Outputs, image_header: Header, episode: int) -> String:
+    """The whole decision as JSON on ``~/decision`` (machine-readable; the simulator bridge reads it).
+
+    ``waypoint`` is what was published on ``~/waypoint`` (null if none or withheld).
+    """
+    wp = o.waypoint
+    data = {
+        "stamp": {"sec": int(image_header.stamp.sec), "nanosec": int(image_header.stamp.nanosec)},
+        "episode": episode,
+        "kind": decision.kind.value,
+        "actions": [int(a) for a in decision_actions(decision)],
+        "pixel": [float(v) for v in o.pixel] if o.pixel is not None else None,
+        "waypoint": None,
+        "rejected": o.rejected,
+        "reason": decision.reason,
+        "raw_text": decision.raw_text,
+        "looked_down": decision.looked_down,
+        "step_s": decision.timing.get("step"),
+    }
+    if wp is not None:
+        q = wp.pose.orientation
+        data["waypoint"] = {
+            "frame_id": wp.header.frame_id,
+            "position": [wp.pose.position.x, wp.pose.position.y, wp.pose.position.z],
+            "yaw": math.atan2(2.0 * (q.w * q.z + q.x * q.y), 1.0 - 2.0 * (q.y * q.y + q.z * q.z)),
+            "depth": float(decision.waypoint.depth) if decision.waypoint is not None else None,
+        }
+    return String(data=json.dumps(_finite(data)))
+
+
+def _finite(v: Any) -> Any:
+    """JSON-safe copy: non-finite floats become null."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    return v
 
 
 def draw_debug(rgb: np.ndarray, pixel, label: str) -> np.ndarray:

@@ -74,6 +74,9 @@ _ROS_TYPES = {
 }
 
 
+DECISION_MODES = ("continuous", "on_request")
+
+
 def _s(name, default, description, **kw) -> Spec:
     return Spec(name, default, description, **kw)
 
@@ -112,6 +115,9 @@ NODE_SPECS: tuple[Spec, ...] = (
     _s("camera_extrinsic.roll", 0.0, "camera roll in the base frame (rad)", low=-math.pi, high=math.pi),
     _s("camera_extrinsic.pitch", 0.0, "camera pitch in the base frame, positive tilts down (rad)", low=-math.pi, high=math.pi),
     _s("camera_extrinsic.yaw", 0.0, "camera yaw in the base frame (rad)", low=-math.pi, high=math.pi),
+    _s("decision_mode", "continuous", "continuous: infer on the newest frame whenever the model is free; on_request: "
+       "infer only on frames whose stamp is requested on ~/decide (simulated evaluation)", choices=DECISION_MODES,
+       lifecycle=True),
     _s("look_down_pitch", 0.5236, "extra pitch (rad) of the look-down frame in command mode (30 deg)", low=0.0, high=1.5708),
     _s("max_waypoint_distance", 5.0, "waypoints farther (m, planar, from the camera) are not published", low=0.1, high=100.0),
     _s("history_min_interval_s", 0.0, "record a frame in the history only if this long after the last (0: every frame); "

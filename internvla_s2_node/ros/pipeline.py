@@ -130,6 +130,44 @@ class LatestSlot(Generic[T]):
         return 0 if self._item is None else 1
 
 
+class RequestMatcher(Generic[T]):
+    """Pairs frames with decision requests by stamp (either may come first); both sides bounded.
+
+    ``add_frame``/``add_request`` return the frame once both halves of a pair are in.
+    """
+
+    def __init__(self, maxlen: int = 32) -> None:
+        self._frames: collections.OrderedDict[int, T] = collections.OrderedDict()
+        self._requests: collections.OrderedDict[int, None] = collections.OrderedDict()
+        self._maxlen = maxlen
+        self._lock = threading.Lock()
+
+    def add_frame(self, key: int, frame: T) -> T | None:
+        with self._lock:
+            if self._requests.pop(key, False) is None:
+                return frame
+            self._frames[key] = frame
+            self._trim(self._frames)
+            return None
+
+    def add_request(self, key: int) -> T | None:
+        with self._lock:
+            frame = self._frames.pop(key, None)
+            if frame is None:
+                self._requests[key] = None
+                self._trim(self._requests)
+            return frame
+
+    def clear(self) -> None:
+        with self._lock:
+            self._frames.clear()
+            self._requests.clear()
+
+    def _trim(self, d: collections.OrderedDict) -> None:
+        while len(d) > self._maxlen:
+            d.popitem(last=False)
+
+
 class LatencyStats:
     """Last and exponentially averaged value of a latency (seconds)."""
 

@@ -36,7 +36,7 @@ from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
-from std_msgs.msg import String, UInt8MultiArray
+from std_msgs.msg import Header, String, UInt8MultiArray
 from std_srvs.srv import Trigger
 
 from ..core.geometry import camera_extrinsic
@@ -45,7 +45,7 @@ from ..core.types import DecisionKind, Frame
 from . import conversions as conv
 from . import outputs as out
 from . import params
-from .pipeline import Counters, LatencyStats, LatestSlot, LogThrottle, PendingFrame, StampedBuffer
+from .pipeline import Counters, LatencyStats, LatestSlot, LogThrottle, PendingFrame, RequestMatcher, StampedBuffer
 from .qos import incompatible_qos_hint, latched_qos, reliable_qos, sensor_qos
 
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
@@ -72,6 +72,11 @@ def free_accelerator_memory() -> None:
             torch.cuda.empty_cache()
     except ImportError:
         pass
+
+
+def stamp_key(stamp) -> int:
+    """A message stamp as integer nanoseconds (exact, unlike float seconds)."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
 def instruction_problem(text: str, max_chars: int) -> str:
@@ -112,6 +117,7 @@ class S2Node(LifecycleNode):
         self._look_down_wait = False
         self._last_observed: float | None = None
         self._slot: LatestSlot[PendingFrame] = LatestSlot()
+        self._requests: RequestMatcher[PendingFrame] = RequestMatcher()
         self._odom: StampedBuffer = StampedBuffer(self._p["odom_buffer_s"])
         self._depth: StampedBuffer = StampedBuffer(self._p["odom_buffer_s"], maxlen=DEPTH_BUFFER_LEN)
         self._camera: tuple[np.ndarray, tuple[int, int]] | None = None
@@ -206,6 +212,7 @@ class S2Node(LifecycleNode):
         self._active = False
         with self._frame_lock:
             self._slot.clear()
+            self._requests.clear()
             self._look_down_wait = False
         with self._engine_lock:  # waits for the step in flight, whose result is then dropped
             pass
@@ -236,6 +243,8 @@ class S2Node(LifecycleNode):
             self.create_subscription(Image, "depth", self._on_depth, sq, callback_group=g),
             self.create_subscription(color_type, "image", self._on_color, sq, callback_group=g),
         ]
+        if self._p["decision_mode"] == "on_request":
+            self._subs.append(self.create_subscription(Header, "~/decide", self._on_decide, reliable_qos(10), callback_group=g))
         rq = reliable_qos(10)
         self._pubs = {
             "waypoint": self.create_publisher(PoseStamped, "~/waypoint", rq),
@@ -243,6 +252,8 @@ class S2Node(LifecycleNode):
             "actions": self.create_publisher(UInt8MultiArray, "~/actions", rq),
             "raw_output": self.create_publisher(String, "~/raw_output", rq),
             "debug_image": self.create_publisher(Image, "~/debug_image", reliable_qos(1)),
+            "decision": self.create_publisher(String, "~/decision", rq),
+            "active_instruction": self.create_publisher(String, "~/active_instruction", latched_qos()),
         }
 
     def _destroy_io(self) -> None:
@@ -277,28 +288,43 @@ class S2Node(LifecycleNode):
         with self._frame_lock:  # the look-down decision and the slot change together
             if self._look_down_wait:
                 self._look_down_wait = False
-                self._slot.put(PendingFrame(rgb, stamp, msg.header, None, self._episode, look_down=True), protect=True)
-            elif not self._record_frame(engine, rgb, stamp, msg.header):
+                item = PendingFrame(rgb, stamp, msg.header, None, self._episode, look_down=True)
+            else:
+                item = self._record_frame(engine, rgb, stamp, msg.header)
+            if item is None:
                 return
+            if self._p["decision_mode"] == "on_request":
+                item = self._requests.add_frame(stamp_key(msg.header.stamp), item)
+                if item is None:
+                    return
+            self._slot.put(item, protect=item.look_down or self._p["decision_mode"] == "on_request")
         self._wake.trigger()
 
-    def _record_frame(self, engine, rgb: np.ndarray, stamp: float, header) -> bool:
-        """History + slot for an ordinary frame (caller holds the frame lock); False if it was not recorded."""
+    def _on_decide(self, msg: Header) -> None:
+        """on_request mode: infer on the frame with this stamp (now, or when it arrives)."""
+        if not self._active:
+            return
+        item = self._requests.add_request(stamp_key(msg.stamp))
+        if item is not None:
+            self._slot.put(item, protect=True)
+            self._wake.trigger()
+
+    def _record_frame(self, engine, rgb: np.ndarray, stamp: float, header) -> PendingFrame | None:
+        """Record an ordinary frame in the history (caller holds the frame lock); None if it was not recorded."""
         if self._instruction is None:
             self._counters.inc("frames_without_instruction")
-            return False
+            return None
         interval, last = self._p["history_min_interval_s"], self._last_observed
         if interval > 0 and last is not None and 0 <= stamp - last < interval:
             self._counters.inc("frames_not_recorded")
-            return False
+            return None
         try:
             index = engine.observe(rgb)
         except InvalidFrame as exc:
             self._reject("image", exc)
-            return False
+            return None
         self._last_observed = stamp
-        self._slot.put(PendingFrame(rgb, stamp, header, index, self._episode))
-        return True
+        return PendingFrame(rgb, stamp, header, index, self._episode)
 
     def _on_depth(self, msg: Image) -> None:
         if self._engine is None:
@@ -342,9 +368,13 @@ class S2Node(LifecycleNode):
             self._instruction = text
             self._episode += 1
             self._slot.clear()
+            self._requests.clear()
             self._look_down_wait = False
             self._last_observed = None
         self._counters.inc("episodes")
+        pub = self._pubs.get("active_instruction")
+        if pub is not None:
+            pub.publish(String(data=text))
         self.get_logger().info(f"new episode {self._episode}: {text[:120]!r}")
         return True
 
@@ -425,6 +455,8 @@ class S2Node(LifecycleNode):
         if decision.kind == DecisionKind.LOOK_DOWN:
             self._await_look_down()
         self._send(o)
+        if "decision" in self._pubs:
+            self._pubs["decision"].publish(out.decision_json(decision, o, item.header, item.episode))
         self._note_decision(decision, o)
         self._send_debug_image(decision, item, o)
         age = (self.get_clock().now().nanoseconds * 1e-9) - item.stamp

@@ -17,7 +17,7 @@ import os
 import sys
 
 from .results import merge
-from .runner import BACKENDS, POLICIES, EvalConfig, env_shard, evaluate, plot_results
+from .runner import BACKENDS, POLICIES, S2_MODES, EvalConfig, env_shard, evaluate, plot_results
 
 TABLE_COLUMNS = (("success", "SR"), ("spl", "SPL"), ("distance_to_goal", "NE (m)"), ("oracle_success", "OS"),
                  ("ndtw", "nDTW"), ("steps", "steps"), ("s2_latency_p50_s", "S2 p50 (s)"))
@@ -39,7 +39,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--world-size", type=int, help="number of shards (default: $WORLD_SIZE or $SLURM_NTASKS, else 1)")
     p.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID of this shard (default: $ROS_DOMAIN_ID (or 42) + rank)")
     p.add_argument("--s2-timeout", type=float, default=120.0, help="seconds to wait for one S2 decision")
-    p.add_argument("--s2-process", action="store_true", help="run the S2 node as a separate process")
+    p.add_argument("--s2-mode", choices=S2_MODES, default="inprocess",
+                   help="S2 node in this process, as a child process, or started elsewhere (default %(default)s)")
     p.add_argument("--no-maps", action="store_true", help="skip the per-episode top-down maps")
     p.add_argument("--size", default="640x480", help="camera WxH (default VLN-CE R2R %(default)s)")
     p.add_argument("--seed", type=int, default=0)
@@ -47,7 +48,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def config_from_args(args: argparse.Namespace) -> EvalConfig:
+def config_from_args(args: argparse.Namespace, ros_args=()) -> EvalConfig:
     env_rank, env_world = env_shard()
     width, height = (int(v) for v in args.size.lower().split("x"))
     return EvalConfig(
@@ -55,7 +56,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         policies=tuple(args.policy), model=args.model, params_file=args.params_file, max_steps=args.max_steps,
         limit=args.limit, rank=env_rank if args.rank is None else args.rank,
         world_size=env_world if args.world_size is None else args.world_size, domain_id=args.domain_id,
-        s2_timeout_s=args.s2_timeout, s2_process=args.s2_process, maps=not args.no_maps, seed=args.seed,
+        s2_timeout_s=args.s2_timeout, s2_mode=args.s2_mode, ros_args=tuple(ros_args), maps=not args.no_maps, seed=args.seed,
         width=width, height=height, progress=not args.quiet,
     )
 
@@ -73,10 +74,10 @@ def format_table(summaries: dict[str, dict]) -> str:
     return "\n".join(rows)
 
 
-def main(argv=None) -> int:
+def main(argv=None, ros_args=()) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = parse_args(argv)
-    cfg = config_from_args(args)
+    cfg = config_from_args(args, ros_args)
     if args.command == "merge":
         summaries = {p: merge(cfg.policy_dir(p)) for p in cfg.policies if cfg.policy_dir(p).is_dir()}
         if not summaries:

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 POLICIES = ("s2", "oracle", "random")
 BACKENDS = ("mujoco", "habitat")
+S2_MODES = ("inprocess", "process", "external")
 
 
 @dataclasses.dataclass
@@ -42,7 +43,8 @@ class EvalConfig:
     world_size: int = 1
     domain_id: int | None = None  # ROS_DOMAIN_ID for this shard (default: base + rank)
     s2_timeout_s: float = 120.0
-    s2_process: bool = False  # run the S2 node as its own process (default: same process)
+    s2_mode: str = "inprocess"  # inprocess | process | external (see ros.sim_bridge.s2_policy_session)
+    ros_args: tuple[str, ...] = ()  # --ros-args ... for the bridge (external mode)
     maps: bool = True
     seed: int = 0
     width: int = 640
@@ -64,6 +66,8 @@ class EvalConfig:
             problems.append(f"max_steps must be >= 1, got {self.max_steps}")
         if not 0 <= self.rank < self.world_size:
             problems.append(f"need 0 <= rank < world_size, got rank {self.rank} of {self.world_size}")
+        if self.s2_mode not in S2_MODES:
+            problems.append(f"s2_mode must be one of {S2_MODES}, got {self.s2_mode!r}")
         if self.s2_timeout_s <= 0:
             problems.append("s2_timeout_s must be > 0")
         if problems:
@@ -130,11 +134,14 @@ def run_policy(cfg: EvalConfig, name: str, episodes: list[Episode], backend: Sim
 
 
 def _run_one(cfg: EvalConfig, name: str, episode: Episode, backend: SimBackend, policy: Policy) -> dict:
-    result = run_episode(backend, episode, policy, max_steps=cfg.max_steps)
+    result = run_episode(backend, episode, policy, max_steps=cfg.max_steps, observer=getattr(policy, "observe", None))
     record = {"policy": name, "rank": cfg.rank, **result.to_json()}
     latencies = getattr(policy, "episode_latencies", None)
     if latencies is not None:
         record["s2_latency_s"] = [round(x, 5) for x in latencies]
+    publish = getattr(getattr(policy, "bridge", None), "publish_result", None)
+    if publish is not None:
+        publish(record)
     if cfg.maps:
         from .viz import plot_episode
 
