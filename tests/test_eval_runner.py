@@ -1,0 +1,87 @@
+"""The evaluation runner: shards, merge, resume after a kill, the summary table (oracle/random, no ROS)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from internvla_s2_node.sim import results
+from internvla_s2_node.sim.eval_cli import format_table
+from internvla_s2_node.sim.runner import EvalConfig, evaluate
+
+FAST = dict(width=96, height=72, maps=False, progress=False)
+
+
+def metrics_by_episode(policy_dir):
+    return {str(r["episode_id"]): r["metrics"] for r in results.read_records(policy_dir)}
+
+
+def test_two_shards_merge_to_the_one_shard_run(tmp_path):
+    one = evaluate(EvalConfig(out=tmp_path / "one", policies=("oracle", "random"), **FAST))
+    for rank in (0, 1):
+        evaluate(EvalConfig(out=tmp_path / "two", policies=("oracle", "random"), rank=rank, world_size=2, **FAST))
+    for policy in ("oracle", "random"):
+        merged = results.merge(tmp_path / "two" / policy)
+        assert merged == pytest.approx(one[policy], nan_ok=True)
+        assert metrics_by_episode(tmp_path / "two" / policy) == metrics_by_episode(tmp_path / "one" / policy)
+        shard_files = sorted((tmp_path / "two" / policy).glob("episodes.rank*.jsonl"))
+        assert [f.name for f in shard_files] == ["episodes.rank0.jsonl", "episodes.rank1.jsonl"]
+    assert one["oracle"]["success"] == 1.0 and one["oracle"]["episodes"] == 8
+
+
+def test_resume_skips_recorded_episodes_and_cuts_a_torn_line(tmp_path):
+    cfg = EvalConfig(out=tmp_path, policies=("oracle",), limit=3, **FAST)
+    evaluate(cfg)
+    path = tmp_path / "oracle" / "episodes.rank0.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:1]) + "\n" + lines[1][:40])  # episode 2 torn mid-write, episode 3 lost
+    summary = evaluate(cfg)
+    ids = [r["episode_id"] for r in results.read_records(tmp_path / "oracle")]
+    assert sorted(map(str, ids)) == sorted({str(i) for i in ids}) and len(ids) == 3
+    assert summary["oracle"]["episodes"] == 3 and summary["oracle"]["success"] == 1.0
+
+
+def test_duplicate_records_are_an_error(tmp_path):
+    d = tmp_path / "s2"
+    d.mkdir()
+    rec = {"episode_id": 1, "metrics": {"success": 1.0}}
+    (d / "episodes.rank0.jsonl").write_text(json.dumps(rec) + "\n")
+    (d / "episodes.rank1.jsonl").write_text(json.dumps(rec) + "\n")
+    with pytest.raises(ValueError, match="twice"):
+        results.merge(d)
+
+
+def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "internvla_s2_node.sim.eval_cli", "--policy", "oracle", "--out", str(out),
+           "--size", "160x120", "--no-maps", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    shard = out / "oracle" / "episodes.rank0.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (shard.exists() and shard.read_text().count("\n") >= 2):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = shard.read_text().count("\n")
+    assert 2 <= done_before < 8, "the run must be killed mid-way"
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
+    ids = [str(r["episode_id"]) for r in results.read_records(out / "oracle")]
+    assert len(ids) == 8 and len(set(ids)) == 8
+    summary = json.loads((out / "oracle" / "summary.json").read_text())
+    assert summary["episodes"] == 8 and summary["success"] == 1.0
+
+
+def test_table_and_config_validation(tmp_path):
+    table = format_table({"oracle": {"episodes": 2, "success": 1.0, "spl": 0.9, "distance_to_goal": 0.4,
+                                     "oracle_success": 1.0, "ndtw": float("nan"), "steps": 10}})
+    assert "| oracle | 2 | 1.00 | 0.90 | 0.40 | 1.00 | - | 10.00 | - |" in table
+    with pytest.raises(ValueError, match="habitat backend needs"):
+        EvalConfig(out=tmp_path, backend="habitat")
+    with pytest.raises(ValueError, match="rank"):
+        EvalConfig(out=tmp_path, rank=2, world_size=2)
+    with pytest.raises(ValueError, match="policies"):
+        EvalConfig(out=tmp_path, policies=("greedy",))
