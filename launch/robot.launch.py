@@ -31,6 +31,8 @@ def declare_arguments():
     return [
         DeclareLaunchArgument("params_file", default_value=default_params_file(),
                               description="ROS parameters file (overrides of config/robot.yaml)"),
+        DeclareLaunchArgument("overrides_file", default_value="",
+                              description="optional second parameters file applied on top of params_file"),
         DeclareLaunchArgument("namespace", default_value="", description="namespace of all nodes"),
         DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock"),
         DeclareLaunchArgument("use_action_executor", default_value="false",
@@ -43,6 +45,8 @@ def s2_node(context, extra_remaps=()):
     get = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
     ns = get("namespace")
     params = node_parameters(get("params_file"), "s2_node", ns)
+    if get("overrides_file"):
+        params.update(node_parameters(get("overrides_file"), "s2_node", ns))
     params["use_sim_time"] = as_bool(get("use_sim_time"))
     remaps = [(t, get(t)) for t in ("image", "depth", "camera_info", "odom", "instruction")] + list(extra_remaps)
     return Node(package=PACKAGE, executable="s2_node", name="s2_node", namespace=ns, output="screen",
