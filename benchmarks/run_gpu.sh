@@ -9,5 +9,8 @@ PY=${PY:-python3}
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader
 $PY -c "import torch, transformers; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'transformers', transformers.__version__)"
 $PY -m pytest tests/test_fast_generation.py -q -x -k cuda -p no:cacheprovider 2>&1 | tail -15 | tee "$OUT/cuda_tests.log"
+nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu,utilization.gpu --format=csv -lms 1000 > "$OUT/gpu_clocks.csv" &
+SMI=$!
 $PY benchmarks/s2_step.py --sizes "${SIZES:-8B,2B}" --steps "${STEPS:-40}" --warmup-steps 10 --new-tokens 10 \
-    --tokenizer .cache/s2bench/tokenizer --out "$OUT" 2>&1 | grep -v -i warn | tee "$OUT/s2_step.log"
+    --tokenizer .cache/s2bench/tokenizer --out "$OUT" ${BENCH_ARGS:---profile} 2>&1 | grep -v -i warn | tee "$OUT/s2_step.log"
+kill $SMI

@@ -167,8 +167,12 @@ class PlainTimed:
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.backbone.dtype)
         t1 = time.perf_counter()
-        out = model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False, use_cache=True, streamer=Stamp())
+        out = model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False, use_cache=True, streamer=Stamp(),
+                             output_scores=True, return_dict_in_generate=True)  # fmt: skip
         t2 = time.perf_counter()
+        # Greedy margin (top-1 minus top-2 score) of each new token: how close a call it was.
+        self.last_margins = [float(m) for m in (torch.topk(torch.cat(out.scores).float(), 2, dim=-1).values.diff(dim=-1).abs()[:, 0]).tolist()]
+        out = out.sequences
         new_ids = out[0, inputs["input_ids"].shape[1] :].tolist()
         decoded = processor.tokenizer.decode(new_ids, skip_special_tokens=True)
         # stamps[0]: the prompt was put (before any compute); stamps[1]: first new token; then one per token.
@@ -208,6 +212,8 @@ def run_episode(gens: dict, frames, steps: int, num_history: int, sync, record: 
             out = g.generate(messages, images, keys)
             sync()
             row[name] = {"step": time.perf_counter() - t0, "tokens": out.token_ids, "timing": out.timing}
+            if hasattr(g, "last_margins"):
+                row[name]["margins"] = g.last_margins
             if record and torch.cuda.is_available():
                 row[name]["peak_bytes"] = torch.cuda.max_memory_allocated()
         rows.append(row)
@@ -248,8 +254,20 @@ def agreement(rows) -> dict:
             if a != b:
                 break
             tok_same += 1
+    # Where the answers part, how close was the plain path's greedy choice (top-1 minus top-2 score)?
+    split_margins, all_margins = [], []
+    for r in rows:
+        margins = r["plain"].get("margins") or []
+        all_margins += margins
+        for i, (a, b) in enumerate(zip(r["plain"]["tokens"], r["fast"]["tokens"])):
+            if a != b:
+                if i < len(margins):
+                    split_margins.append(margins[i])
+                break
     return {"steps": len(rows), "steps_identical": same, "first_token_identical": first,
             "step_agreement": same / len(rows), "token_prefix_agreement": tok_same / max(1, tok_total),
+            "margin_at_split_p50": pct(split_margins, 0.5), "margin_at_split_max": max(split_margins, default=float("nan")),
+            "margin_all_tokens_p50": pct(all_margins, 0.5), "margin_all_tokens_p10": pct(all_margins, 0.1),
             "mismatches": [{"t": r["t"], "plain": r["plain"]["tokens"], "fast": r["fast"]["tokens"]} for r in rows
                            if r["plain"]["tokens"] != r["fast"]["tokens"]][:10]}  # fmt: skip
 
@@ -271,6 +289,54 @@ def vision_batch_ms(model, processor, frames, device, dtype, sync, reps: int = 5
     return pct(ts, 0.5) * 1e3
 
 
+def gpu_profile(fast, processor, frame, sync) -> dict:
+    """GPU time of the fast path's graphs alone (CUDA events), and the top kernels of one decode step and
+    one prefill run eagerly under the profiler. Run after the measured episode (state is scratch then)."""
+    out: dict = {}
+
+    def events(fn, reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        fn()
+        sync()
+        start.record()
+        for _ in range(reps):
+            fn()
+        end.record()
+        sync()
+        return start.elapsed_time(end) / reps
+
+    if fast._decode_graph is not None:
+        fast._pos.fill_(fast._capacity // 2)
+        out["decode_graph_ms"] = events(fast._decode_graph.replay, 20)
+    if fast._prefill_graphs:
+        key = max(fast._prefill_graphs)
+        out["prefill_graph_ms"] = events(fast._prefill_graphs[key].replay, 5)
+        out["prefill_graph_bucket"] = key
+    entry = fast._entry({}, None, frame)
+    grid = torch.tensor([entry.grid], device=fast.device)
+    out["vision_one_frame_ms"] = events(lambda: fast._encode([type(entry)(entry.grid, entry.n_tokens, entry.size, entry.pixels)]), 5)
+    from torch.profiler import ProfilerActivity, profile
+
+    for name, fn in (("decode_step", lambda: fast._decode_fn(fast._capacity)),
+                     ("prefill", lambda: fast._prefill_layers(*max(fast._prefill_graphs) if fast._prefill_graphs else (1472, 3)))):  # fmt: skip
+        try:
+            with fast._decode_attention() if name == "decode_step" else torch.inference_mode():
+                fn()
+                sync()
+                with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                    fn()
+                    sync()
+            try:
+                table = prof.key_averages().table(sort_by="device_time_total", row_limit=12)
+            except Exception:  # noqa: BLE001
+                table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=12)
+            print(f"--- {name}: top kernels\n{table}", flush=True)
+        except Exception as exc:  # noqa: BLE001
+            print(f"--- {name}: profile failed: {exc!r}"[:300], flush=True)
+    del grid
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="8B,2B")
@@ -284,6 +350,7 @@ def main() -> None:
     ap.add_argument("--out", default=None, help="folder for the JSON and markdown results")
     ap.add_argument("--date", default=datetime.date.today().isoformat())
     ap.add_argument("--tiny", action="store_true", help="CPU smoke test: tiny body, float32")
+    ap.add_argument("--profile", action="store_true", help="also time the graphs alone and list the top kernels (CUDA)")
     args = ap.parse_args()
 
     cuda = torch.cuda.is_available() and not args.tiny
@@ -349,6 +416,10 @@ def main() -> None:
                           "fast_timing_ms": {k: round(v * 1e3, 2) for k, v in r["fast"]["timing"].items()}} for r in rows],
         }  # fmt: skip
         res["speedup_p50"] = res["plain"]["step_ms_p50"] / res["fast"]["step_ms_p50"]
+        if args.profile and cuda:
+            with torch.inference_mode():
+                res["gpu_only"] = gpu_profile(fast, processor, frames[0], sync)
+            print(f"[{size}] GPU time alone: {res['gpu_only']}", flush=True)
         results["sizes"][size] = res
         p, f = res["plain"], res["fast"]
         print(f"[{size}] plain p50 {p['step_ms_p50']:.1f} ms p90 {p['step_ms_p90']:.1f} | fast p50 {f['step_ms_p50']:.1f} ms "

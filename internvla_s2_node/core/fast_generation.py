@@ -138,13 +138,25 @@ def _copy_into(dst, src) -> None:
             _copy_into(d, s)
 
 
-_POOLS: dict[Any, Any] = {}
+class _PoolHolder:
+    """The memory pool a generator's graphs share (they are replayed one at a time, and their results
+    are read right after a replay or live in buffers allocated outside the pool). A new pool is taken
+    whenever all graphs may have been dropped (a pool nobody uses any more can't be captured into)."""
+
+    def __init__(self) -> None:
+        self.handle = None
+
+    def get(self):
+        if self.handle is None:
+            self.handle = torch.cuda.graph_pool_handle()
+        return self.handle
+
+    def renew(self) -> None:
+        self.handle = None
 
 
-def _capture(fn: Callable[[], Any], device: torch.device, fake: bool, warm: Callable[[], Any] | None = None, warmup: int = 2):
-    """``fn`` captured in a CUDA graph after ``warmup`` runs of ``warm`` (default ``fn``) on a side
-    stream. All graphs share one memory pool per device: they are replayed one at a time and write
-    their results into buffers allocated outside the pool."""
+def _capture(fn: Callable[[], Any], device: torch.device, fake: bool, pool: _PoolHolder | None = None, warm: Callable[[], Any] | None = None, warmup: int = 2):
+    """``fn`` captured in a CUDA graph after ``warmup`` runs of ``warm`` (default ``fn``) on a side stream."""
     if fake:
         return _FakeGraph(fn)
     warm = warm or fn
@@ -154,11 +166,8 @@ def _capture(fn: Callable[[], Any], device: torch.device, fake: bool, warm: Call
         for _ in range(warmup):
             warm()
     torch.cuda.current_stream(device).wait_stream(stream)
-    pool = _POOLS.get(device)
-    if pool is None:
-        pool = _POOLS[device] = torch.cuda.graph_pool_handle()
     graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph, pool=pool, capture_error_mode="thread_local"):
+    with torch.cuda.graph(graph, pool=pool.get() if pool is not None else None, capture_error_mode="thread_local"):
         out = fn()
     return _Graph(graph, out)
 
@@ -172,7 +181,6 @@ class _BlockGraphs:
 
     def __init__(self, block: torch.nn.Module) -> None:
         self.original = block.forward
-        self.graphs: dict[Any, tuple[_Graph, torch.Tensor, tuple]] = {}
 
     @classmethod
     def install(cls, block: torch.nn.Module) -> "_BlockGraphs":
@@ -194,13 +202,13 @@ class _BlockGraphs:
         rest = {k: v for k, v in kwargs.items() if k not in ("cu_seqlens", "position_embeddings")}
         if any(isinstance(v, torch.Tensor) for v in rest.values()):
             return self.original(hidden_states, *args, **kwargs)
-        key = (tuple(hidden_states.shape), hidden_states.dtype, tuple(cu_host.tolist()), tuple(p.shape for p in pe), tuple(sorted(rest.items())))
-        entry = self.graphs.get(key)
+        key = (id(self), tuple(hidden_states.shape), hidden_states.dtype, tuple(cu_host.tolist()), tuple(p.shape for p in pe), tuple(sorted(rest.items())))
+        entry = ctx.graphs.get(key)
         if entry is None:
             h_buf = hidden_states.clone()
             pe_buf = tuple(p.clone() for p in pe)
-            graph = _capture(lambda: self.original(h_buf, cu_seqlens=cu_host, position_embeddings=pe_buf, **rest), ctx.device, ctx.fake)
-            entry = self.graphs[key] = (graph, h_buf, pe_buf)
+            graph = _capture(lambda: self.original(h_buf, cu_seqlens=cu_host, position_embeddings=pe_buf, **rest), ctx.device, ctx.fake, ctx.pool)
+            entry = ctx.graphs[key] = (graph, h_buf, pe_buf)
             ctx.stats["vision_graphs_captured"] += 1
         graph, h_buf, pe_buf = entry
         h_buf.copy_(hidden_states)
@@ -211,8 +219,10 @@ class _BlockGraphs:
 
 
 class _VisionGraphContext:
-    def __init__(self, device: torch.device, fake: bool, stats) -> None:
-        self.device, self.fake, self.stats = device, fake, stats
+    """What the block wrappers need during one tower call of a generator (its graphs, pool, stats)."""
+
+    def __init__(self, device: torch.device, fake: bool, stats, graphs: dict, pool: _PoolHolder) -> None:
+        self.device, self.fake, self.stats, self.graphs, self.pool = device, fake, stats, graphs, pool
         self._host: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def host_copy(self, t: torch.Tensor) -> torch.Tensor:
@@ -314,7 +324,14 @@ class FastGenerator:
         self.compile_decode = bool(compile_decode)
         self._decode_fn: Callable[[int], None] = self._decode_layers
         if self.compile_decode:
-            self._decode_fn = torch.compile(self._decode_layers, dynamic=False)
+            # Round where eager rounds (bf16 casts inside fused kernels), to stay close to the plain path.
+            try:
+                import torch._inductor.config as inductor_config
+
+                options = {"emulate_precision_casts": True} if hasattr(inductor_config, "emulate_precision_casts") else None
+            except ImportError:
+                options = None
+            self._decode_fn = torch.compile(self._decode_layers, dynamic=False, options=options)
         if self.vision_graphs:
             for block in visual.blocks:
                 _BlockGraphs.install(block)
@@ -339,6 +356,8 @@ class FastGenerator:
         self._values: list[torch.Tensor] = []
         self._prefill_graphs: dict[int, Any] = {}
         self._decode_graph = None
+        self._vision_graphs: dict[Any, Any] = {}
+        self._pool = _PoolHolder()
 
     # ------------------------------------------------------------------ public interface
     def reset(self) -> None:
@@ -365,7 +384,9 @@ class FastGenerator:
         with self._lock:
             epoch, frames = self._epoch, self._frames
         text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        ta = time.perf_counter()
         entries = [self._entry(frames, key, image) for key, image in zip(keys, images)]
+        tb = time.perf_counter()
         ids = self._token_ids(text, entries)
         t1 = time.perf_counter()
         self._encode(entries)
@@ -385,6 +406,9 @@ class FastGenerator:
         self.stats["new_tokens"] += len(new_ids)
         timing = {
             "preprocess": t1 - t0,
+            "preprocess_template": ta - t0,
+            "preprocess_images": tb - ta,
+            "preprocess_tokens": t1 - tb,
             "vision": t2 - t1,
             "prefill": t3 - t2,
             "first_token": t3 - t0,
@@ -465,7 +489,7 @@ class FastGenerator:
     def _run_tower(self, pixels: torch.Tensor, grid: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         out = None
         if self.vision_graphs and "vision" not in self.failures:
-            _BlockGraphs.local.ctx = _VisionGraphContext(self.device, self.fake_graphs, self.stats)
+            _BlockGraphs.local.ctx = _VisionGraphContext(self.device, self.fake_graphs, self.stats, self._vision_graphs, self._pool)
             try:
                 out = self.visual(pixels, grid_thw=grid)
             except Exception as exc:  # noqa: BLE001 - any capture trouble: encode eagerly from now on
@@ -501,6 +525,8 @@ class FastGenerator:
         self._capacity = cap
         self._prefill_graphs.clear()
         self._decode_graph = None
+        if not self._vision_graphs:
+            self._pool.renew()
 
     def _deep_buffers(self, n: int) -> list[torch.Tensor]:
         while len(self._deep) < n:
@@ -569,7 +595,7 @@ class FastGenerator:
         graph = self._prefill_graphs.get(key)
         if graph is None:
             try:
-                graph = _capture(lambda: self._prefill_layers(bucket, n_deep), self.device, self.fake_graphs)
+                graph = _capture(lambda: self._prefill_layers(bucket, n_deep), self.device, self.fake_graphs, self._pool)
             except Exception as exc:  # noqa: BLE001
                 self._note_failure("prefill", exc)
                 return lambda: self._prefill_layers(bucket, n_deep)
@@ -676,7 +702,7 @@ class FastGenerator:
                         restore()
                         self._note_failure("compile", exc)
                         self._decode_fn = self._decode_layers
-                graph = _capture(once, self.device, self.fake_graphs, warm=warm)
+                graph = _capture(once, self.device, self.fake_graphs, self._pool, warm=warm)
                 restore()
             except Exception as exc:  # noqa: BLE001
                 restore()
