@@ -105,7 +105,8 @@ def param_groups(model, cfg: TrainConfig) -> list[dict]:
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        decay = param.ndim >= 2 and not re.search(r"norm|bias", name)
+        ndim = len(getattr(param, "ds_shape", param.shape))  # ZeRO-3 partitions params into flat shards
+        decay = ndim >= 2 and not re.search(r"norm|bias", name)
         groups.setdefault((component_of(name) if ".lora_" not in name else "llm", decay), []).append(param)
     return [
         {"params": params, "lr": rates[comp], "weight_decay": cfg.weight_decay if decay else 0.0, "name": f"{comp}{'' if decay else '_no_decay'}"}
