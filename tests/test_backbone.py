@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import sys
 
 import numpy as np
 import pytest
@@ -211,18 +212,29 @@ def test_missing_tensors_are_refused_not_randomly_initialised(tmp_path, tiny_che
     assert "norm.weight" in str(err.value)
 
 
+def live_transformers(class_name: str):
+    """The module object ``import transformers`` gives right now.
+
+    transformers 5's lazy module can re-register itself in sys.modules when a model class
+    is first resolved, so a module object imported earlier may be stale: patch this one.
+    """
+    getattr(sys.modules["transformers"], class_name)
+    return sys.modules["transformers"]
+
+
 @pytest.mark.parametrize("arch", ["qwen3_vl", "qwen2_vl"])
 def test_old_transformers_gives_the_upgrade_message(monkeypatch, tiny_checkpoint, arch):
     name = CLASS_NAMES[arch]
     expected = f"{name} not found. Please upgrade transformers: pip install -U transformers"
-    monkeypatch.setattr(transformers, "__version__", "4.56.2")
+    tf = live_transformers(name)
+    monkeypatch.setattr(tf, "__version__", "4.56.2")
     with pytest.raises(ImportError) as err:
         load_backbone(tiny_checkpoint(arch), device="cpu")
     assert str(err.value) == expected
     assert any("4.57.0" in note for note in err.value.__notes__)
     # A new enough version string but the class missing (a trimmed or odd build).
-    monkeypatch.setattr(transformers, "__version__", "4.57.0")
-    monkeypatch.setattr(transformers, name, None)
+    monkeypatch.setattr(tf, "__version__", "4.57.0")
+    monkeypatch.setattr(tf, name, None)
     with pytest.raises(ImportError) as err:
         bb.model_class(BackboneKind(arch))
     assert str(err.value) == expected
