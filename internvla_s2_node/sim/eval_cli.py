@@ -41,6 +41,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--s2-timeout", type=float, default=120.0, help="seconds to wait for one S2 decision")
     p.add_argument("--s2-mode", choices=S2_MODES, default="inprocess",
                    help="S2 node in this process, as a child process, or started elsewhere (default %(default)s)")
+    p.add_argument("--record", help="also write the oracle's episodes as LeRobot training data under this folder")
     p.add_argument("--no-maps", action="store_true", help="skip the per-episode top-down maps")
     p.add_argument("--size", default="640x480", help="camera WxH (default VLN-CE R2R %(default)s)")
     p.add_argument("--seed", type=int, default=0)
@@ -57,7 +58,7 @@ def config_from_args(args: argparse.Namespace, ros_args=()) -> EvalConfig:
         limit=args.limit, rank=env_rank if args.rank is None else args.rank,
         world_size=env_world if args.world_size is None else args.world_size, domain_id=args.domain_id,
         s2_timeout_s=args.s2_timeout, s2_mode=args.s2_mode, ros_args=tuple(ros_args), maps=not args.no_maps, seed=args.seed,
-        width=width, height=height, progress=not args.quiet,
+        width=width, height=height, progress=not args.quiet, record=args.record,
     )
 
 

@@ -50,6 +50,7 @@ class EvalConfig:
     width: int = 640
     height: int = 480
     progress: bool = True
+    record: str | None = None  # write oracle episodes as LeRobot training data here
 
     def __post_init__(self) -> None:
         self.out = pathlib.Path(self.out)
@@ -68,6 +69,8 @@ class EvalConfig:
             problems.append(f"need 0 <= rank < world_size, got rank {self.rank} of {self.world_size}")
         if self.s2_mode not in S2_MODES:
             problems.append(f"s2_mode must be one of {S2_MODES}, got {self.s2_mode!r}")
+        if self.record and "oracle" not in self.policies:
+            problems.append("--record writes oracle episodes: add --policy oracle")
         if self.s2_timeout_s <= 0:
             problems.append("s2_timeout_s must be > 0")
         if problems:
@@ -139,6 +142,10 @@ def _run_one(cfg: EvalConfig, name: str, episode: Episode, backend: SimBackend, 
     latencies = getattr(policy, "episode_latencies", None)
     if latencies is not None:
         record["s2_latency_s"] = [round(x, 5) for x in latencies]
+    if cfg.record and name == "oracle":
+        from .recorder import record_episode
+
+        record["recording"] = str(record_episode(backend, episode, result, cfg.record, _episode_index(episode)))
     publish = getattr(getattr(policy, "bridge", None), "publish_result", None)
     if publish is not None:
         publish(record)
@@ -149,6 +156,16 @@ def _run_one(cfg: EvalConfig, name: str, episode: Episode, backend: SimBackend, 
         plot_episode(png, result, backend.navigation_grid(), episode, title=f"{name}: episode {episode.episode_id}")
         record["map"] = str(png)
     return record
+
+
+def _episode_index(episode: Episode) -> int:
+    """A stable integer index for the recording (the episode id where it is one)."""
+    try:
+        return int(episode.episode_id)
+    except (TypeError, ValueError):
+        import zlib
+
+        return zlib.crc32(str(episode.episode_id).encode()) & 0x7FFFFFFF
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, dict]:
