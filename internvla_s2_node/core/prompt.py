@@ -54,9 +54,24 @@ class ConjunctionPicker:
         return self._rng.choice(CONJUNCTIONS)
 
 
+def neutralize_markup(text: str) -> str:
+    """An instruction is only text: no ``<image>`` placeholder and no chat-template special token survives.
+
+    ``<image>`` would add an image slot (every step of the episode failing); ``<|im_end|>`` or
+    ``<|image_pad|>`` would be parsed as special tokens by the tokenizer (a forged turn, image-token
+    mismatches). They become plain words: ``<image>`` -> `` image ``, ``<|im_end|>`` -> ``< im_end >``.
+    Each replacement removes a ``<``/``|`` character, so the loop ends, with none of the three left.
+    """
+    while True:
+        new = text.replace(IMAGE_TOKEN, " image ").replace("<|", "< ").replace("|>", " >")
+        if new == text:
+            return text
+        text = new
+
+
 def clean_instruction(instruction: str) -> str:
-    """Collapse whitespace and drop a trailing period: the template supplies its own."""
-    return " ".join(instruction.split()).rstrip(".").strip()
+    """Collapse whitespace, neutralize markup and drop a trailing period: the template supplies its own."""
+    return " ".join(neutralize_markup(instruction).split()).rstrip(".").strip()
 
 
 def build_user_text(instruction: str, num_history: int, conjunction: str) -> str:

@@ -27,6 +27,9 @@ class BadMessage(ValueError):
 COLOR_ENCODINGS = {"rgb8": (3, np.uint8), "bgr8": (3, np.uint8), "rgba8": (4, np.uint8), "bgra8": (4, np.uint8), "mono8": (1, np.uint8)}
 DEPTH_ENCODINGS = {"16UC1": (1, np.uint16), "mono16": (1, np.uint16), "32FC1": (1, np.float32)}
 ENCODINGS = {**COLOR_ENCODINGS, **DEPTH_ENCODINGS}
+# Largest decoded size of a CompressedImage (pixels): a few-kB PNG can claim 20k x 20k; the header is
+# checked before decoding. 8K video is 33 Mpx.
+MAX_DECODED_PIXELS = 40_000_000
 
 
 # ---------------------------------------------------------------- time
@@ -84,7 +87,12 @@ def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
         raise BadMessage("compressed image data is empty")
     try:
         with PILImage.open(io.BytesIO(bytes(msg.data))) as img:
+            w, h = img.size
+            if w * h > MAX_DECODED_PIXELS:
+                raise BadMessage(f"compressed image claims {w}x{h} pixels, more than {MAX_DECODED_PIXELS} (not decoded)")
             rgb = np.asarray(img.convert("RGB"))
+    except BadMessage:
+        raise
     except Exception as exc:  # PIL raises many types for corrupt data
         raise BadMessage(f"cannot decode compressed image ({msg.format!r}): {exc}") from exc
     if rgb.shape[0] < 2 or rgb.shape[1] < 2:
