@@ -51,6 +51,7 @@ from .qos import incompatible_qos_hint, latched_qos, reliable_qos, sensor_qos
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 DIAG_NAME = "internvla_s2: s2_node"
 DEPTH_BUFFER_LEN = 10
+STEP_ERROR_HOLD_S = 10.0  # /diagnostics stays ERROR this long after a failed step
 INSTRUCTION_HINT = ("instructions must be published reliable + transient local, e.g. "
                     "ros2 topic pub --once --qos-reliability reliable --qos-durability transient_local "
                     "/instruction std_msgs/msg/String \"data: 'go to the kitchen'\"")
@@ -125,6 +126,7 @@ class S2Node(LifecycleNode):
         self._latency, self._frame_age = LatencyStats(), LatencyStats()
         self._throttle = LogThrottle(5.0)
         self._last_reject = self._last_none = ""
+        self._step_error_at: float | None = None  # monotonic time of the last failed step
         self._subs: list = []
         self._pubs: dict[str, Any] = {}
 
@@ -435,8 +437,11 @@ class S2Node(LifecycleNode):
                 self._reject("image", exc)
                 return None
             except Exception as exc:  # keep serving; the reason goes to the log and /diagnostics
-                self._counters.error(f"step failed: {type(exc).__name__}: {exc}")
-                self._warn("step_error", f"step failed: {type(exc).__name__}: {exc}")
+                self._counters.error(f"step failed: {type(exc).__name__}: {exc}"[:500])
+                self._step_error_at = time.monotonic()
+                self._warn(f"step_error_{type(exc).__name__}", f"step failed (frame dropped): {type(exc).__name__}: {exc}"[:500])
+                if "OutOfMemoryError" in type(exc).__name__:
+                    free_accelerator_memory()
                 return None
         self._counters.inc("inferences")
         if "step" in decision.timing:
@@ -530,6 +535,9 @@ class S2Node(LifecycleNode):
             return out.WARN, f"not active ({self._state_label})"
         if self._instruction is None:
             return out.WARN, "waiting for an instruction"
+        err_at = self._step_error_at
+        if err_at is not None and time.monotonic() - err_at < STEP_ERROR_HOLD_S:
+            return out.ERROR, self._counters.last_error or "step failed"
         return out.OK, "running"
 
     def publish_diagnostics(self) -> None:

@@ -48,6 +48,7 @@ DEFAULT_DOMAIN_ID = 42
 STARTUP_TIMEOUT_S = 600.0  # loading a large checkpoint can take minutes
 POLL_S = 0.005
 LEVEL_TOLERANCE_DEG = 1e-6
+ABORT_POLL_S = 0.25
 
 
 def decision_from_json(data: dict) -> Decision:
@@ -146,12 +147,22 @@ class SimBridge(Node):
         if not ok:
             raise PolicyFailure(f"the S2 node did not start the episode within {timeout:.0f} s")
 
-    def request_decision(self, stamp_ns: int, timeout: float) -> Decision:
+    def request_decision(self, stamp_ns: int, timeout: float, abort=None) -> Decision:
+        """The node's decision on the frame ``stamp_ns``; PolicyFailure after ``timeout`` s, or at once
+        when ``abort()`` returns a reason (checked every ABORT_POLL_S, e.g. the node's process died)."""
         self._pub["decide"].publish(Header(stamp=_ns_to_time(stamp_ns), frame_id=self.camera_frame))
+        deadline = time.monotonic() + timeout
         with self._cond:
-            ok = self._cond.wait_for(lambda: stamp_ns in self._decisions, timeout)
+            while stamp_ns not in self._decisions:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                why = abort() if abort is not None else ""
+                if why:
+                    raise PolicyFailure(why)
+                self._cond.wait(min(left, ABORT_POLL_S) if abort is not None else left)
             data = self._decisions.pop(stamp_ns, None)
-        if not ok or data is None:
+        if data is None:
             raise PolicyFailure(f"no S2 decision within {timeout:.0f} s")
         return decision_from_json(data)
 
@@ -197,14 +208,25 @@ class S2RosPolicy(Policy):
         self._published: tuple[int, int] | None = None  # (id of the observation, stamp)
         self._failure = ""
 
+    process = None  # the s2_node child process (s2_mode "process"), watched so a dead node fails fast
+
+    def process_exit(self) -> str:
+        """Why the S2 node cannot answer any more ('' while it may): its child process has exited."""
+        proc = self.process
+        if proc is not None and proc.poll() is not None:
+            return f"the S2 node process exited with code {proc.returncode}"
+        return ""
+
     def reset(self, episode, backend) -> None:
         self.episode_latencies = []
         self._published = None
-        self._failure = ""
+        self._failure = self.process_exit()
+        if self._failure:
+            return
         try:
             self.bridge.start_episode(episode.instruction, self.timeout_s)
         except PolicyFailure as exc:
-            self._failure = str(exc)  # raised from act(), inside the loop, so the episode is recorded
+            self._failure = self.process_exit() or str(exc)  # raised from act(), inside the loop, so the episode is recorded
 
     def observe(self, obs: Observation, action: Action) -> None:
         """Loop observer: every level-camera frame goes to the node's history."""
@@ -221,7 +243,7 @@ class S2RosPolicy(Policy):
             raise PolicyFailure(self._failure)
         if obs.rgb is None:
             raise PolicyFailure("the simulator renders no images (render is off)")
-        decision = self.bridge.request_decision(self._publish(obs), self.timeout_s)
+        decision = self.bridge.request_decision(self._publish(obs), self.timeout_s, abort=self.process_exit)
         self.episode_latencies.append(decision.timing.get("step", 0.0))
         return decision
 
