@@ -279,7 +279,7 @@ def stamp_ns(stamp) -> int:
 class OutputChecker(T.Probe):
     """A Probe that records what it sends (image sizes, camera origins by stamp) and checks every output."""
 
-    OUTPUTS = {**T.Probe.OUTPUTS, "decision": "std_msgs.msg.String"}
+    OUTPUTS = {**T.Probe.OUTPUTS, "decision": "std_msgs.msg.String", "debug_image": "sensor_msgs.msg.Image"}
 
     def __init__(self, *args, max_waypoint_distance: float = 5.0, odom_tolerance_s: float = 0.1,
                  extrinsic=(0.0, 0.0, 0.88, 0.0, 0.0, 0.0), **kwargs) -> None:
@@ -377,6 +377,13 @@ class OutputChecker(T.Probe):
         if not (math.isfinite(msg.point.z) and msg.point.z >= 0):
             return f"pixel goal depth {msg.point.z}"
         return self._pixel_problem(msg.header.stamp, msg.point.x, msg.point.y)
+
+    def _check_debug_image(self, msg) -> str:
+        with self._check_lock:
+            sizes = set(self.sizes.get(stamp_ns(msg.header.stamp), ()))
+        if msg.encoding != "rgb8" or len(msg.data) != msg.height * msg.step or (msg.width, msg.height) not in sizes:
+            return f"debug image {msg.width}x{msg.height} {msg.encoding} for images {sorted(sizes)}"
+        return ""
 
     def _check_actions(self, msg) -> str:
         codes = list(msg.data)
