@@ -131,6 +131,22 @@ def slope_per_hour(ts, ys) -> float | None:
     return sum((t - mt) * (y - my) for t, y in pts) / den * 3600.0
 
 
+def theil_sen_per_hour(ts, ys) -> float | None:
+    """Median of pairwise slopes (robust to the latency spikes a shared host causes), per hour."""
+    pts = [(t, y) for t, y in zip(ts, ys) if y is not None]
+    slopes = [(y2 - y1) / (t2 - t1) for i, (t1, y1) in enumerate(pts) for t2, y2 in pts[i + 1:] if t2 > t1]
+    return statistics.median(slopes) * 3600.0 if slopes else None
+
+
+def window_medians(rows, key: str, window_s: float) -> list[dict]:
+    """Median of ``key`` per window of ``window_s`` seconds."""
+    out: dict[int, list] = {}
+    for r in rows:
+        if r[key] is not None:
+            out.setdefault(int(r["t_s"] // window_s), []).append(r[key])
+    return [{"from_min": round(k * window_s / 60, 1), key: round(statistics.median(v), 2)} for k, v in sorted(out.items())]
+
+
 def machine() -> dict:
     info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()}
     try:
@@ -193,6 +209,15 @@ def summarize(rows: list[dict], args, publisher: dict, started: str) -> dict:
             "step_ms_slope_per_h": slope_per_hour(ts, col("step_ms_mean")),
             "step_ms_first_half_mean": statistics.fmean(lat[:half]) if half else None,
             "step_ms_second_half_mean": statistics.fmean(lat[half:]) if half else None,
+            "step_ms_p50_median": statistics.median(col("step_ms_p50")) if any(v is not None for v in col("step_ms_p50")) else None,
+            "step_ms_p50_theil_sen_slope_per_h": theil_sen_per_hour(ts, col("step_ms_p50")),
+            "rss_theil_sen_slope_mb_per_h": theil_sen_per_hour(ts, col("rss_mb")),
+            "heap_theil_sen_slope_mb_per_h": theil_sen_per_hour(ts, col("heap_mb")),
+        },
+        "windows_5min": {
+            "rss_mb": window_medians(warm, "rss_mb", 300.0),
+            "heap_mb": window_medians(warm, "heap_mb", 300.0),
+            "step_ms_p50": window_medians(warm, "step_ms_p50", 300.0),
         },
         "bounds": {
             "slot_len_max": max((r["slot_len"] for r in rows), default=0),
@@ -223,14 +248,17 @@ def plot(rows: list[dict], summary: dict, path: pathlib.Path) -> None:
     a.plot(t, [r["heap_mb"] for r in rows], label="Python heap, tracemalloc (MB)")
     a.axvline(summary["warmup_s"] / 60, color="grey", ls="--", lw=0.8, label="end of warm-up")
     s = summary["after_warmup"]
-    a.set_title(f"memory: RSS slope {s['rss_slope_mb_per_h']:.2f} MB/h, heap slope {s['heap_slope_mb_per_h']:.3f} MB/h"
-                if s["rss_slope_mb_per_h"] is not None else "memory")
+    a.set_title(f"memory after warm-up: RSS {s['rss_slope_mb_per_h']:+.1f} MB/h (Theil-Sen {s['rss_theil_sen_slope_mb_per_h']:+.1f}), "
+                f"heap {s['heap_slope_mb_per_h']:+.2f} MB/h" if s["rss_slope_mb_per_h"] is not None else "memory", fontsize=9)
     a.legend(fontsize=8)
     a = ax[0][1]
     a.plot(t, [r["step_ms_mean"] for r in rows], label="step mean (ms)")
     a.plot(t, [r["step_ms_p95"] for r in rows], label="step p95 (ms)", alpha=0.6)
-    a.set_title(f"step latency: slope {s['step_ms_slope_per_h']:.2f} ms/h" if s["step_ms_slope_per_h"] is not None
-                else "step latency")
+    a.set_title(f"step latency: p50 {s['step_ms_p50_median']:.0f} ms, p50 Theil-Sen slope "
+                f"{s['step_ms_p50_theil_sen_slope_per_h']:+.1f} ms/h (spikes: host load)"
+                if s["step_ms_p50_theil_sen_slope_per_h"] is not None else "step latency", fontsize=9)
+    a.plot(t, [r["step_ms_p50"] for r in rows], label="step p50 (ms)")
+    a.set_yscale("log")
     a.legend(fontsize=8)
     a = ax[1][0]
     a.plot(t, [r["frames_received"] for r in rows], label="frames received")
@@ -375,6 +403,26 @@ def run(args) -> dict:
     return summary
 
 
+def rebuild(args) -> dict:
+    """Summary + plot from the CSV an earlier run wrote (e.g. one cut short)."""
+    path = pathlib.Path(args.from_csv)
+    rows = []
+    with open(path, newline="") as fh:
+        for r in csv.DictReader(fh):
+            rows.append({k: (None if v == "" else float(v)) for k, v in r.items()})
+    publisher, started, old = {"note": "rebuilt from CSV"}, f"see {path.name}", {}
+    if path.with_suffix(".json").exists():  # keep what only the live run knew
+        old = json.loads(path.with_suffix(".json").read_text())
+        publisher, started = old.get("publisher", publisher), old.get("started_utc", started)
+    summary = summarize(rows, args, publisher, started)
+    if old.get("machine"):
+        summary["machine"] = old["machine"]
+    path.with_suffix(".json").write_text(json.dumps(summary, indent=2))
+    if not args.no_plot and rows:
+        plot(rows, summary, path.with_suffix(".png"))
+    return summary
+
+
 def sample(node, steps, steps_lock, t_s: float, args) -> dict:
     with steps_lock:
         batch, steps[:] = list(steps), []
@@ -438,10 +486,12 @@ def main(argv=None) -> None:
     ap.add_argument("--tag", default="tiny_cpu")
     ap.add_argument("--date", default=datetime.date.today().isoformat())
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--from-csv", help="only rebuild the JSON summary and the plot from a CSV of an earlier run "
+                    "(pass that run's settings again)")
     args = ap.parse_args(argv)
     if args.publisher:
         return run_publisher(args)
-    s = run(args)
+    s = rebuild(args) if args.from_csv else run(args)
     a = s["after_warmup"]
     print(json.dumps({"duration_s": s["duration_s"], "totals": s["totals"], "bounds": s["bounds"],
                       "rss_slope_mb_per_h": a["rss_slope_mb_per_h"], "heap_slope_mb_per_h": a["heap_slope_mb_per_h"],
