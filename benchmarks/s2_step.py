@@ -315,6 +315,29 @@ def gpu_profile(fast, processor, frame, sync) -> dict:
     entry = fast._entry({}, None, frame)
     grid = torch.tensor([entry.grid], device=fast.device)
     out["vision_one_frame_ms"] = events(lambda: fast._encode([type(entry)(entry.grid, entry.n_tokens, entry.size, entry.pixels)]), 5)
+    # The image processor on one frame (the fast path's per-step CPU work), three ways.
+    def host_ms(fn, reps=40):
+        fn()
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            ts.append((time.perf_counter() - t0) * 1e3)
+        return {"p50": round(pct(ts, 0.5), 2), "p90": round(pct(ts, 0.9), 2), "max": round(max(ts), 2)}
+
+    ip = fast.image_processor
+    out["image_processor_ms"] = host_ms(lambda: ip(images=[frame], return_tensors="pt")["pixel_values"].to(fast.device))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out["image_processor_1thread_ms"] = host_ms(lambda: ip(images=[frame], return_tensors="pt")["pixel_values"].to(fast.device))
+    torch.set_num_threads(threads)
+    try:
+        on_gpu = ip(images=[frame], return_tensors="pt", device=str(fast.device))["pixel_values"]
+        out["image_processor_on_gpu_ms"] = host_ms(lambda: ip(images=[frame], return_tensors="pt", device=str(fast.device))["pixel_values"].sum().item())
+        ref = ip(images=[frame], return_tensors="pt")["pixel_values"]
+        out["image_processor_on_gpu_max_abs_diff"] = float((on_gpu.cpu().float() - ref.float()).abs().max())
+    except Exception as exc:  # noqa: BLE001
+        out["image_processor_on_gpu_ms"] = repr(exc)[:200]
     from torch.profiler import ProfilerActivity, profile
 
     for name, fn in (("decode_step", lambda: fast._decode_fn(fast._capacity)),

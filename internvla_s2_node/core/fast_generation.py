@@ -232,6 +232,42 @@ class _VisionGraphContext:
         return hit[1]
 
 
+# --------------------------------------------------------------------------------- decode attention
+DECODE_ATTENTION = "s2_decode"
+
+
+def _decode_attention_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Attention of a few query tokens over the static cache: plain matmuls and a masked fp32 softmax
+    (which ``torch.compile`` fuses), grouped-query heads folded into the query rows.
+
+    ``attention_mask``: bool ``[1, 1, 1, S]``, True where a slot may be attended. Returns
+    ``([B, q, H, d], None)`` like the transformers attention functions.
+    """
+    b, h, q, d = query.shape
+    kv_heads = key.shape[1]
+    groups = h // kv_heads
+    scale = scaling if scaling is not None else d**-0.5
+    qg = query.reshape(b, kv_heads, groups * q, d)
+    scores = torch.matmul(qg, key.transpose(-1, -2)).float() * scale
+    if attention_mask is not None:
+        scores = scores.masked_fill(~attention_mask, float("-inf"))
+    probs = torch.softmax(scores, dim=-1).to(value.dtype)
+    out = torch.matmul(probs, value).reshape(b, h, q, d)
+    return out.transpose(1, 2).contiguous(), None
+
+
+_registered = False
+
+
+def _register_decode_attention() -> None:
+    global _registered
+    if not _registered:
+        from transformers import AttentionInterface
+
+        AttentionInterface.register(DECODE_ATTENTION, _decode_attention_forward)
+        _registered = True
+
+
 # ----------------------------------------------------------------------------------------- KV caches
 class _StaticKV:
     """Cache object handed to the decoder layers. Prefill (``pos`` None): the prompt's K/V are written
@@ -265,6 +301,7 @@ class FastGenerator:
         cache_frames: int = DEFAULT_CACHE_FRAMES,
         cuda_graphs: bool | str | None = None,
         compile_decode: bool | None = None,
+        compile_prefill: bool | None = None,
         decode_attention: str | None = None,
         vision_graphs: bool | None = None,
     ) -> None:
@@ -290,9 +327,11 @@ class FastGenerator:
         self.attn = _attn_implementation(text_cfg)
         if self.attn not in SUPPORTED_ATTENTION:
             raise FastPathUnavailable(f"attention implementation {self.attn!r} (fast path supports {SUPPORTED_ATTENTION})")
-        self.decode_attn = decode_attention or ("eager" if self.attn == "eager" else "sdpa")
-        if self.decode_attn not in ("sdpa", "eager"):
-            raise ValueError(f"decode_attention must be 'sdpa' or 'eager', got {decode_attention!r}")
+        self.decode_attn = decode_attention or DECODE_ATTENTION
+        if self.decode_attn not in ("sdpa", "eager", DECODE_ATTENTION):
+            raise ValueError(f"decode_attention must be 'sdpa', 'eager' or {DECODE_ATTENTION!r}, got {decode_attention!r}")
+        if self.decode_attn == DECODE_ATTENTION:
+            _register_decode_attention()
         self._attn_configs = list({id(c): c for c in (getattr(layer.self_attn, "config", None) for layer in lm.layers) if c is not None}.values())
         layer_types = getattr(text_cfg, "layer_types", None) or []
         if any(t != "full_attention" for t in layer_types) or getattr(text_cfg, "use_sliding_window", False):
@@ -322,8 +361,12 @@ class FastGenerator:
         if compile_decode is None:
             compile_decode = cuda and self.graphs and not self.fake_graphs
         self.compile_decode = bool(compile_decode)
+        if compile_prefill is None:
+            compile_prefill = cuda and self.graphs and not self.fake_graphs
+        self.compile_prefill = bool(compile_prefill)
         self._decode_fn: Callable[[int], None] = self._decode_layers
-        if self.compile_decode:
+        self._prefill_fn: Callable[[int, int], None] = self._prefill_layers
+        if self.compile_decode or self.compile_prefill:
             # Round where eager rounds (bf16 casts inside fused kernels), to stay close to the plain path.
             try:
                 import torch._inductor.config as inductor_config
@@ -331,7 +374,10 @@ class FastGenerator:
                 options = {"emulate_precision_casts": True} if hasattr(inductor_config, "emulate_precision_casts") else None
             except ImportError:
                 options = None
-            self._decode_fn = torch.compile(self._decode_layers, dynamic=False, options=options)
+            if self.compile_decode:
+                self._decode_fn = torch.compile(self._decode_layers, dynamic=False, options=options)
+            if self.compile_prefill:  # one compile for all prompt lengths (captured per bucket)
+                self._prefill_fn = torch.compile(self._prefill_layers, dynamic=True, options=options)
         if self.vision_graphs:
             for block in visual.blocks:
                 _BlockGraphs.install(block)
@@ -594,8 +640,14 @@ class FastGenerator:
             return lambda: self._prefill_layers(bucket, n_deep)
         graph = self._prefill_graphs.get(key)
         if graph is None:
+            if self._prefill_fn is not self._prefill_layers:
+                try:
+                    self._prefill_fn(bucket, n_deep)  # compiles on first use (idempotent: same inputs)
+                except Exception as exc:  # noqa: BLE001
+                    self._note_failure("compile_prefill", exc)
+                    self._prefill_fn = self._prefill_layers
             try:
-                graph = _capture(lambda: self._prefill_layers(bucket, n_deep), self.device, self.fake_graphs, self._pool)
+                graph = _capture(lambda: self._prefill_fn(bucket, n_deep), self.device, self.fake_graphs, self._pool)
             except Exception as exc:  # noqa: BLE001
                 self._note_failure("prefill", exc)
                 return lambda: self._prefill_layers(bucket, n_deep)
@@ -657,7 +709,7 @@ class FastGenerator:
         text_pos = self._pos.view(1, 1)
         position_embeddings = lm.rotary_emb(h, (self._pos + self._delta).view(1, 1, 1).expand(3, 1, 1))
         visible = torch.arange(span, device=h.device) <= self._pos
-        if self.decode_attn == "sdpa":
+        if self.decode_attn != "eager":
             mask = visible.view(1, 1, 1, span)
         else:
             mask = torch.where(visible, 0.0, torch.finfo(h.dtype).min).to(h.dtype).view(1, 1, 1, span)
@@ -695,12 +747,12 @@ class FastGenerator:
                 restore()
 
             try:
-                if self.compile_decode and "compile" not in self.failures:
+                if self._decode_fn is not self._decode_layers:
                     try:
                         warm()  # compiles (once per capacity)
                     except Exception as exc:  # noqa: BLE001
                         restore()
-                        self._note_failure("compile", exc)
+                        self._note_failure("compile_decode", exc)
                         self._decode_fn = self._decode_layers
                 graph = _capture(once, self.device, self.fake_graphs, self._pool, warm=warm)
                 restore()
