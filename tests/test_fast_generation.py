@@ -127,9 +127,12 @@ def test_graph_plumbing_with_stand_in_graphs(backbone, arch):
     per bucket, decode, every vision block) on CPU, with a stand-in that replays by re-running."""
     b = backbone(arch)
     plain = PlainGenerator(b, NEW_TOKENS)
-    fast = FastGenerator(b, NEW_TOKENS, cuda_graphs="fake", vision_graphs=True)
+    fast = FastGenerator(b, NEW_TOKENS, cuda_graphs="fake", vision_graphs=True, fuse_qkv=True, device_preprocess=True)
+    assert len(fast._fused) == len(b.model.model.language_model.layers)
     _compare(plain, fast, _episode(12, seed=21))
+    assert all(layer.self_attn.q_proj is f.originals[0] for layer, f in zip(b.model.model.language_model.layers, fast._fused))
     assert fast.failures == {}
+    assert fast.stats["device_preprocess_sizes"] == 2  # 384x384 and the look-down size, each checked once
     assert fast.stats["prefill_graphs_captured"] >= 2 and fast.stats["decode_graphs_captured"] >= 1
     assert fast.stats["vision_graphs_captured"] == 2 * len(b.model.model.visual.blocks)  # 384x384 and look-down shapes
 
@@ -138,7 +141,7 @@ def test_compiled_decode_step(backbone):
     """The decode step through torch.compile (as on CUDA), here with the CPU backend."""
     b = backbone("qwen3_vl")
     plain = PlainGenerator(b, NEW_TOKENS)
-    fast = FastGenerator(b, NEW_TOKENS, cuda_graphs="fake", compile_decode=True)
+    fast = FastGenerator(b, NEW_TOKENS, cuda_graphs="fake", compile_decode=True, fuse_qkv=True)
     _compare(plain, fast, _episode(4, seed=23))
     assert fast.failures == {}
 
