@@ -10,7 +10,6 @@ import sys
 import numpy as np
 import pytest
 import torch
-import transformers
 from fixtures_models import ARCHS, tiny_backbone, tiny_checkpoint, tiny_image_tokens  # noqa: F401
 from PIL import Image
 from safetensors.torch import load_file, save_file

@@ -1,7 +1,6 @@
 """The evaluation runner: shards, merge, resume after a kill, the summary table (oracle/random, no ROS)."""
 
 import json
-import os
 import signal
 import subprocess
 import sys

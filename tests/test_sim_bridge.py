@@ -1,6 +1,5 @@
 """Simulated evaluation of the S2 node through its real ROS 2 interface (real DDS, tiny checkpoints)."""
 
-import json
 import os
 import subprocess
 import sys

@@ -151,6 +151,15 @@ def _checkpoint_dir(path) -> pathlib.Path:
     return p
 
 
+def free_accelerator_memory() -> None:
+    """Collect garbage and hand cached CUDA blocks back to the driver (after a model is dropped)."""
+    import gc
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def resolve_device(device="auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import gc
 import logging
 import threading
 import time
@@ -193,11 +192,6 @@ class S2Engine:
         """Free the model (and the CUDA cache). The engine is unusable afterwards."""
         self.generator = None  # type: ignore[assignment]
         self.backbone = None
-        gc.collect()
-        try:
-            import torch
+        from .backbone import free_accelerator_memory
 
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:
-            pass
+        free_accelerator_memory()

@@ -19,7 +19,6 @@ the CUDA cache), cleanup/shutdown close the engine (model and GPU memory freed).
 
 from __future__ import annotations
 
-import gc
 import math
 import threading
 import time
@@ -65,14 +64,10 @@ def default_engine_factory(cfg):
 
 
 def free_accelerator_memory() -> None:
-    gc.collect()
-    try:
-        import torch
+    """Free cached accelerator memory (torch is imported only when the node needs it)."""
+    from ..core.backbone import free_accelerator_memory as free
 
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
+    free()
 
 
 def stamp_key(stamp) -> int:

@@ -13,7 +13,6 @@ import argparse
 import json
 import logging
 import math
-import os
 import sys
 
 from .results import merge
