@@ -32,11 +32,11 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from internvla_s2_node.core import prompt  # noqa: E402
-from internvla_s2_node.core.backbone import BackboneKind, LoadedBackbone  # noqa: E402
-from internvla_s2_node.core.fast_generation import FastGenerator  # noqa: E402
-from internvla_s2_node.core.generation import Generated  # noqa: E402
-from internvla_s2_node.core.history import history_indices  # noqa: E402
+from internvla_s2_node.core import prompt
+from internvla_s2_node.core.backbone import BackboneKind, LoadedBackbone
+from internvla_s2_node.core.fast_generation import FastGenerator
+from internvla_s2_node.core.generation import Generated
+from internvla_s2_node.core.history import history_indices
 
 # Published Qwen3-VL-{2B,8B}-Instruct config values (config.json of the released checkpoints).
 SIZES = {

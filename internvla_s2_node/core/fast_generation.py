@@ -3,30 +3,34 @@
 What the plain way (processor + ``model.generate``) redoes at every step, and what we do instead:
 
 * **Image preprocessing.** Each frame is preprocessed once (``image_processor`` on that frame alone
-  gives the rows the processor gives it in a batch) and kept under its key (episode frame index).
-  The prompt's token ids come from tokenizing the chat text with one ``<|image_pad|>`` per image and
-  expanding each to the frame's token count, exactly as the processor does.
+  gives the rows the processor gives it in a batch) and kept under its key (episode frame index); on
+  CUDA the processor runs on the GPU for frame sizes where that gives bit-identical pixels (checked on
+  the first frame of each size). The prompt's token ids come from tokenizing the chat text with one
+  ``<|image_pad|>`` per image and expanding each to the frame's token count, as the processor does.
 * **Vision encoding.** The vision tower attends within each image (``cu_seqlens``; Qwen2.5-VL's
   windows lie inside an image too), so a frame's features do not depend on the other frames. Each
   frame is encoded once, by the model's own tower, and its merged tokens and (Qwen3-VL) deepstack
-  features are cached: one new frame per step in an episode.
-* **Prefill.** The model's own embedding, decoder layers, norm and lm_head run over the prompt
-  (image features scattered in at the image-pad positions, deepstack features added after the first
-  decoder layers at the image positions, mrope positions from the model's own ``get_rope_index``), as
+  features are cached (LRU, ``cache_frames``): one new frame per step in an episode. On CUDA each
+  vision block is replayed from a CUDA graph (its ``cu_seqlens`` given as a host tensor, so the
+  block's per-image split does not wait on the device).
+* **Prefill.** The model's own embedding, decoder layers, norm and lm_head run over the prompt (image
+  features scattered in at the image-pad positions, deepstack features added after the first decoder
+  layers at the image positions, mrope positions from the model's own ``get_rope_index``), as
   ``Qwen*VLModel.forward`` does, but written so that nothing waits on the device: the prompt is padded
   at its end to a bucket of 64 tokens (causal attention: real tokens never see the padding), its K/V go
-  into a preallocated static cache, and on CUDA the whole prefill is one CUDA graph per bucket.
+  into a preallocated static cache, and on CUDA the whole prefill is compiled once (dynamic length)
+  and replayed from one CUDA graph per bucket.
 * **Decoding.** One fixed-shape step (embedding, decoder layers over the static cache with a mask,
   norm, lm_head, greedy argmax, the repetition penalty when the generation config asks for one) whose
-  state lives on the device; on CUDA it is compiled with ``torch.compile`` (elementwise ops fused)
-  and captured in a CUDA graph, so a token costs one graph launch and a 4-byte read.
-* **Vision tower on CUDA.** Each vision block is replayed from a CUDA graph per frame shape (its
-  ``cu_seqlens`` given as a host tensor, so the block's per-image split does not wait on the device).
+  state lives on the device; on CUDA it is compiled (elementwise ops fused, a fused masked attention,
+  one q/k/v GEMV) and captured in a CUDA graph, so a token costs one graph launch and a 4-byte read.
 
 Nothing is batched that could change the answer; what differs from the plain path is floating-point
-rounding (a frame encoded alone vs. in a batch, a masked static cache vs. an exact-length one, fused
-kernels). In float32 on CPU the tokens agree exactly in the tests; in bf16 on a GPU, near-ties of the
-random-weight benchmark models flip now and then (the benchmark reports the agreement rate).
+rounding (a frame encoded alone vs. in a batch, a padded prompt, a masked static cache, fused kernels).
+In float32 the tokens agree exactly in the tests (CPU, and CUDA with graphs and compilation); in bf16,
+near-ties of random-weight models flip now and then (``benchmarks/README.md`` reports the rate).
+Anything that fails to compile or capture falls back to running eagerly, with one logged reason
+(``FastGenerator.failures``).
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ import inspect
 import logging
 import threading
 import time
-from typing import Any, Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
 
 import torch
 
@@ -183,7 +188,7 @@ class _BlockGraphs:
         self.original = block.forward
 
     @classmethod
-    def install(cls, block: torch.nn.Module) -> "_BlockGraphs":
+    def install(cls, block: torch.nn.Module) -> _BlockGraphs:
         existing = getattr(block, "_s2_block_graphs", None)
         if existing is not None:
             return existing
@@ -436,7 +441,7 @@ class FastGenerator:
         if self.vision_graphs:
             for block in visual.blocks:
                 _BlockGraphs.install(block)
-        # Decode-only fused q/k/v weights (a copy: 3 GiB on an 8B model, 0.4 GiB on a 2B one).
+        # Decode-only fused q/k/v weights (a copy: 1.7 GiB on Qwen3-VL-8B, 0.44 GiB on 2B).
         if fuse_qkv is None:
             fuse_qkv = cuda
         self._fused: list[_FusedQKV] = []
