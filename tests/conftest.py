@@ -10,3 +10,10 @@ os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+# Load torch's compiler stack (which loads triton's shared library) before any test starts
+# ROS 2 executors and DDS threads. Loading libtriton later in a process that has created and
+# destroyed many rclpy nodes crashed in dlopen once in a combined run (tests/test_faults_*
+# followed by tests/test_backbone.py); the nodes themselves load the model right after rclpy
+# starts and are not affected.
+import torch._dynamo  # noqa: E402,F401
