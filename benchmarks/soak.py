@@ -48,6 +48,7 @@ FIELDS = [
     "slot_len", "history_frames", "history_episode_frames", "history_capacity", "odom_buffer", "depth_buffer",
     "frames_received", "frames_dropped", "frames_rejected", "frames_not_recorded", "inferences", "errors",
     "decisions", "step_ms_mean", "step_ms_p50", "step_ms_p95", "step_ms_max", "frame_age_ms", "episode",
+    "step_cpu_ms_mean", "step_cpu_ms_p50", "proc_cpu_pct", "loadavg1",
 ]
 
 
@@ -138,11 +139,16 @@ def theil_sen_per_hour(ts, ys) -> float | None:
     return statistics.median(slopes) * 3600.0 if slopes else None
 
 
+def _median(rows, key: str) -> float | None:
+    vals = [r.get(key) for r in rows if r.get(key) is not None]
+    return statistics.median(vals) if vals else None
+
+
 def window_medians(rows, key: str, window_s: float) -> list[dict]:
     """Median of ``key`` per window of ``window_s`` seconds."""
     out: dict[int, list] = {}
     for r in rows:
-        if r[key] is not None:
+        if r.get(key) is not None:
             out.setdefault(int(r["t_s"] // window_s), []).append(r[key])
     return [{"from_min": round(k * window_s / 60, 1), key: round(statistics.median(v), 2)} for k, v in sorted(out.items())]
 
@@ -209,15 +215,21 @@ def summarize(rows: list[dict], args, publisher: dict, started: str) -> dict:
             "step_ms_slope_per_h": slope_per_hour(ts, col("step_ms_mean")),
             "step_ms_first_half_mean": statistics.fmean(lat[:half]) if half else None,
             "step_ms_second_half_mean": statistics.fmean(lat[half:]) if half else None,
-            "step_ms_p50_median": statistics.median(col("step_ms_p50")) if any(v is not None for v in col("step_ms_p50")) else None,
+            "step_ms_p50_median": _median(warm, "step_ms_p50"),
             "step_ms_p50_theil_sen_slope_per_h": theil_sen_per_hour(ts, col("step_ms_p50")),
             "rss_theil_sen_slope_mb_per_h": theil_sen_per_hour(ts, col("rss_mb")),
+            "step_cpu_ms_p50_median": _median(warm, "step_cpu_ms_p50"),
+            "step_cpu_ms_slope_per_h": slope_per_hour(ts, [r.get("step_cpu_ms_mean") for r in warm]),
+            "step_cpu_ms_p50_theil_sen_slope_per_h": theil_sen_per_hour(ts, [r.get("step_cpu_ms_p50") for r in warm]),
+            "loadavg1_median": _median(warm, "loadavg1"),
             "heap_theil_sen_slope_mb_per_h": theil_sen_per_hour(ts, col("heap_mb")),
         },
         "windows_5min": {
             "rss_mb": window_medians(warm, "rss_mb", 300.0),
             "heap_mb": window_medians(warm, "heap_mb", 300.0),
             "step_ms_p50": window_medians(warm, "step_ms_p50", 300.0),
+            "step_cpu_ms_p50": window_medians(warm, "step_cpu_ms_p50", 300.0),
+            "loadavg1": window_medians(warm, "loadavg1", 300.0),
         },
         "bounds": {
             "slot_len_max": max((r["slot_len"] for r in rows), default=0),
@@ -258,6 +270,14 @@ def plot(rows: list[dict], summary: dict, path: pathlib.Path) -> None:
                 f"{s['step_ms_p50_theil_sen_slope_per_h']:+.1f} ms/h (spikes: host load)"
                 if s["step_ms_p50_theil_sen_slope_per_h"] is not None else "step latency", fontsize=9)
     a.plot(t, [r["step_ms_p50"] for r in rows], label="step p50 (ms)")
+    if any(r.get("step_cpu_ms_p50") is not None for r in rows):
+        a.plot(t, [r.get("step_cpu_ms_p50") for r in rows], label="step CPU time p50 (ms, host-load free)", color="black")
+        a2 = a.twinx()
+        a2.plot(t, [r.get("loadavg1") for r in rows], color="grey", lw=0.6, alpha=0.6)
+        a2.set_ylabel("load average (1 min)", fontsize=8)
+        if s.get("step_cpu_ms_p50_theil_sen_slope_per_h") is not None:
+            a.set_title(a.get_title() + f"\nstep CPU p50 {s['step_cpu_ms_p50_median']:.0f} ms, Theil-Sen "
+                        f"{s['step_cpu_ms_p50_theil_sen_slope_per_h']:+.2f} ms/h", fontsize=9)
     a.set_yscale("log")
     a.legend(fontsize=8)
     a = ax[1][0]
@@ -306,7 +326,8 @@ def run(args) -> dict:
     out_dir = pathlib.Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = out_dir / f"soak_{args.tag}_{args.date}"
-    tracemalloc.start(1)
+    if not args.no_tracemalloc:
+        tracemalloc.start(1)
 
     rclpy.init()
     overrides = [
@@ -317,10 +338,22 @@ def run(args) -> dict:
         Parameter("history_capacity", value=args.history_capacity),
         Parameter("inference_delay_s", value=float(args.inference_delay_s)),
     ]
-    node = S2Node(parameter_overrides=overrides)
-    listener = Node("soak_listener")
     steps: list[tuple[float, float]] = []  # (step_s, frame age s)
     steps_lock = threading.Lock()
+    node = S2Node(parameter_overrides=overrides)
+    cpu_steps: list[float] = []  # CPU seconds of the inference thread per step: the work, whatever the host load
+    real_step = node._step
+
+    def timed_step(frame, item):
+        c0 = time.thread_time()
+        try:
+            return real_step(frame, item)
+        finally:
+            with steps_lock:
+                cpu_steps.append(time.thread_time() - c0)
+
+    node._step = timed_step
+    listener = Node("soak_listener")
 
     def on_decision(msg: String) -> None:
         d = json.loads(msg.data)
@@ -376,7 +409,7 @@ def run(args) -> dict:
                 instruct()
                 next_instr += args.instruction_period_s
             stop.wait(min(args.sample_s, max(0.0, t0 + args.duration_s - now)))
-            rows.append(sample(node, steps, steps_lock, time.monotonic() - t0, args))
+            rows.append(sample(node, steps, steps_lock, time.monotonic() - t0, args, cpu_steps))
             writer.writerow(rows[-1])
             fh.flush()
     finally:
@@ -423,9 +456,20 @@ def rebuild(args) -> dict:
     return summary
 
 
-def sample(node, steps, steps_lock, t_s: float, args) -> dict:
+_last_cpu: list[float] = []
+
+
+def sample(node, steps, steps_lock, t_s: float, args, cpu_steps=None) -> dict:
     with steps_lock:
         batch, steps[:] = list(steps), []
+        cpu = sorted(x * 1e3 for x in (cpu_steps or []))
+        if cpu_steps is not None:
+            cpu_steps[:] = []
+    now_cpu, now_wall = time.process_time(), time.monotonic()
+    cpu_pct = None
+    if _last_cpu:
+        cpu_pct = 100.0 * (now_cpu - _last_cpu[0]) / max(now_wall - _last_cpu[1], 1e-9)
+    _last_cpu[:] = [now_cpu, now_wall]
     st = proc_status()
     heap, heap_peak = tracemalloc.get_traced_memory()
     c = node._counters.snapshot()
@@ -464,6 +508,10 @@ def sample(node, steps, steps_lock, t_s: float, args) -> dict:
         "step_ms_max": step_ms[-1] if step_ms else None,
         "frame_age_ms": statistics.fmean(ages) if ages else None,
         "episode": node._episode,
+        "step_cpu_ms_mean": statistics.fmean(cpu) if cpu else None,
+        "step_cpu_ms_p50": cpu[len(cpu) // 2] if cpu else None,
+        "proc_cpu_pct": cpu_pct,
+        "loadavg1": os.getloadavg()[0],
     }
 
 
@@ -486,6 +534,7 @@ def main(argv=None) -> None:
     ap.add_argument("--tag", default="tiny_cpu")
     ap.add_argument("--date", default=datetime.date.today().isoformat())
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--no-tracemalloc", action="store_true", help="heap_mb stays 0 (tracemalloc slows Python code)")
     ap.add_argument("--from-csv", help="only rebuild the JSON summary and the plot from a CSV of an earlier run "
                     "(pass that run's settings again)")
     args = ap.parse_args(argv)
