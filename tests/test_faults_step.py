@@ -83,16 +83,20 @@ def running(context, generator):
         probe.destroy_node()
 
 
-def step_once(probe, generator, timeout: float = 5.0) -> float:
-    """Send frames until the generator is called once more; returns the stamp of that frame."""
-    before = generator.calls
+def step_once(probe, generator, node, timeout: float = 15.0) -> float:
+    """Send one frame (again only if DDS lost it) and wait until the generator is called for it; returns its stamp.
+
+    Only one frame is ever in flight, so a slow step never lets a second frame take the next scripted call.
+    """
+    before, received = generator.calls, node._counters.get("frames_received")
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         stamp = round(time.time(), 6)
         probe.send_frame(stamp)
-        if T.wait_for(lambda: generator.calls > before, 0.5, period=0.01):
+        if T.wait_for(lambda: node._counters.get("frames_received") > received, 1.0, period=0.01):
+            assert T.wait_for(lambda: generator.calls > before, timeout, period=0.01), "the node did not step"
             return stamp
-    raise AssertionError("the node did not step")
+    raise AssertionError("the node received no frame")
 
 
 def outputs_with(probe, stamp: float) -> list:
@@ -115,27 +119,27 @@ def test_exception_and_cuda_oom_in_a_step(monkeypatch):
         with running(ctx, generator) as (node, probe, logs):
             probe.instruct("go forward")
             assert T.wait_for(lambda: node._instruction, 5)
-            ok1 = step_once(probe, generator)  # call 0: served
-            assert T.wait_for(lambda: outputs_with(probe, ok1), 3)
-            assert probe.wait_diagnostics(lambda d: d["_message"] == "running", 3)
+            ok1 = step_once(probe, generator, node)  # call 0: served
+            assert T.wait_for(lambda: outputs_with(probe, ok1), 15)
+            assert probe.wait_diagnostics(lambda d: d["_message"] == "running", 15)
 
-            bad1 = step_once(probe, generator)  # call 1: RuntimeError
-            assert T.wait_for(lambda: node._counters.get("errors") == 1, 3)
-            diag = probe.wait_diagnostics(lambda d: "injected failure" in d["_message"], 3)
+            bad1 = step_once(probe, generator, node)  # call 1: RuntimeError
+            assert T.wait_for(lambda: node._counters.get("errors") == 1, 15)
+            diag = probe.wait_diagnostics(lambda d: "injected failure" in d["_message"], 15)
             assert diag and "RuntimeError" in diag["last_error"] and diag["errors"] == "1"
             assert any(level_of(a)[0] == out.level_value(DiagnosticStatus.ERROR) and "injected failure" in level_of(a)[1]
                        for a in probe.get("diagnostics"))
-            ok2 = step_once(probe, generator)  # call 2: the next frame is served
-            assert T.wait_for(lambda: outputs_with(probe, ok2), 3)
+            ok2 = step_once(probe, generator, node)  # call 2: the next frame is served
+            assert T.wait_for(lambda: outputs_with(probe, ok2), 15)
 
-            bad2 = step_once(probe, generator)  # call 3: CUDA out of memory
-            assert T.wait_for(lambda: node._counters.get("errors") == 2, 3)
-            diag = probe.wait_diagnostics(lambda d: "OutOfMemoryError" in d["_message"], 3)
+            bad2 = step_once(probe, generator, node)  # call 3: CUDA out of memory
+            assert T.wait_for(lambda: node._counters.get("errors") == 2, 15)
+            diag = probe.wait_diagnostics(lambda d: "OutOfMemoryError" in d["_message"], 15)
             assert diag and "CUDA out of memory" in diag["last_error"]
             assert any(level_of(a)[0] == out.level_value(DiagnosticStatus.ERROR) and "OutOfMemoryError" in level_of(a)[1]
                        for a in probe.get("diagnostics"))
-            ok3 = step_once(probe, generator)  # call 4: served again
-            assert T.wait_for(lambda: outputs_with(probe, ok3), 3)
+            ok3 = step_once(probe, generator, node)  # call 4: served again
+            assert T.wait_for(lambda: outputs_with(probe, ok3), 15)
 
             time.sleep(0.5)  # late outputs would have arrived by now
             assert outputs_with(probe, bad1) == [] and outputs_with(probe, bad2) == []  # dropped frames

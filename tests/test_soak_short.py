@@ -25,8 +25,9 @@ CAPACITY = 32
 
 def test_soak_short(tmp_path):
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN_ID), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               ROS_LOCALHOST_ONLY="1", OMP_NUM_THREADS="1")
-    cmd = [sys.executable, str(ROOT / "benchmarks" / "soak.py"), "--duration-s", "20", "--warmup-s", "8",
+               ROS_LOCALHOST_ONLY="1", OMP_NUM_THREADS="1",
+               MALLOC_ARENA_MAX="2")  # fewer per-thread malloc arenas: RSS then shows growth, not arena noise
+    cmd = [sys.executable, str(ROOT / "benchmarks" / "soak.py"), "--duration-s", "24", "--warmup-s", "12",
            "--sample-s", "1", "--width", "160", "--height", "120", "--inference-delay-s", "0.1",
            "--history-capacity", str(CAPACITY), "--instruction-period-s", "12", "--out", str(tmp_path),
            "--tag", "short", "--date", "test", "--no-plot"]
