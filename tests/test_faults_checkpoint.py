@@ -11,7 +11,6 @@ import json
 import os
 import pathlib
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -126,10 +125,5 @@ def test_checkpoint_removed_then_truncated_then_fixed(tmp_path):
         executor.shutdown()
         probe.destroy_node()
         rclpy.shutdown(context=ctx)
-        proc.send_signal(signal.SIGINT)
-        try:
-            code = proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait()
+        code = T.stop_process(proc)
     assert code == 0, log.read_text()[-3000:]

@@ -23,7 +23,6 @@ import math
 import random
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 import threading
@@ -629,12 +628,7 @@ def test_fuzz_messages_real_tiny_checkpoint_process(tmp_path):
         thread.join(5)
         checker.destroy_node()
         rclpy.shutdown(context=ctx)
-        proc.send_signal(signal.SIGINT)
-        try:
-            code = proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait()
+        code = T.stop_process(proc)
     keys = ("frames_received", "frames_rejected", "frames_dropped", "inferences", "errors", "waypoints_published",
             "waypoints_rejected", "episode")
     figures = {

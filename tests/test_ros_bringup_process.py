@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 import threading
@@ -64,12 +63,7 @@ def test_bringup_runs_s2_node_and_action_executor_in_one_process(tmp_path):
         assert all(0.0 <= t.linear.x <= 0.2 and t.angular.z == 0.0 for t in twists)
         assert any(t.linear.x > 0 for t in twists)
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            code = proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait()
+        code = T.stop_process(proc)
         executor.shutdown()
         probe.destroy_node()
         rclpy.shutdown(context=ctx)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import pathlib
-import signal
 import subprocess
 import sys
 import threading
@@ -183,10 +182,5 @@ def test_lifecycle_model_swap_and_stamped_outputs(ros, checkpoints, tmp_path):
         run_frames(probe, "actions")
         assert set(probe.get("actions")[0].data) == {1}  # FORWARD only
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            code = proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            code = proc.wait()
+        code = T.stop_process(proc)
     assert code == 0, log.read_text()[-3000:]

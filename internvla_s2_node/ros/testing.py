@@ -229,6 +229,19 @@ def _import_type(dotted: str):
     return getattr(__import__(module, fromlist=[name]), name)
 
 
+def stop_process(proc, timeout: float = 20.0) -> int:
+    """Ctrl-C a node process (SIGINT), kill it if it has not exited within ``timeout``; its exit code."""
+    import signal
+    import subprocess
+
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float, period: float = 0.05) -> Any:
     """Poll ``predicate`` until truthy or ``timeout``; returns its last value."""
     deadline = time.monotonic() + timeout
