@@ -3,7 +3,7 @@
 A publisher *process* (``--publisher``, started by this script) sends color + depth + camera info +
 odometry at ``--rate`` Hz over real DDS (localhost, own ``ROS_DOMAIN_ID``). This process runs the real
 ``S2Node`` (the real S2Engine; by default the tiny random-weight checkpoint on CPU plus
-``inference_delay_s``, so inference is much slower than the camera) on a MultiThreadedExecutor and a
+``inference_delay_s``, so inference is much slower than the camera) on a multi-threaded executor (`ros.executor.SubmitOnceExecutor`) and a
 listener node that records every ``~/decision`` (step latency) and samples, every ``--sample-s``:
 
 * RSS / peak RSS of this process, Python heap (tracemalloc: traced bytes) and gc object count,
@@ -308,12 +308,12 @@ def plot(rows: list[dict], summary: dict, path: pathlib.Path) -> None:
 # ------------------------------------------------------------------ main (node + sampler)
 def run(args) -> dict:
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
     from rclpy.node import Node
     from rclpy.parameter import Parameter
     from std_msgs.msg import String
 
     from internvla_s2_node.ros.qos import latched_qos, reliable_qos
+    from internvla_s2_node.ros.executor import SubmitOnceExecutor
     from internvla_s2_node.ros.s2_node import S2Node
 
     try:
@@ -363,7 +363,7 @@ def run(args) -> dict:
 
     listener.create_subscription(String, "/s2_node/decision", on_decision, reliable_qos(100))
     instr_pub = listener.create_publisher(String, "instruction", latched_qos())
-    executor = MultiThreadedExecutor(num_threads=4)
+    executor = SubmitOnceExecutor(num_threads=4)
     executor.add_node(node)
     executor.add_node(listener)
     spin = threading.Thread(target=executor.spin, daemon=True)

@@ -19,7 +19,7 @@ torch = pytest.importorskip("torch")
 
 from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 from rcl_interfaces.msg import Log  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from internvla_s2_node.ros.executor import SubmitOnceExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
@@ -65,7 +65,7 @@ def running(context, generator):
     probe.decisions = []
     probe.create_subscription(String, "/s2_node/decision", lambda m: probe.decisions.append(json.loads(m.data)),
                               reliable_qos(50))
-    executor = MultiThreadedExecutor(num_threads=4, context=context)
+    executor = SubmitOnceExecutor(num_threads=4, context=context)
     executor.add_node(node)
     executor.add_node(probe)
     thread = threading.Thread(target=executor.spin, daemon=True)

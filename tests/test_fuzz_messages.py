@@ -35,7 +35,7 @@ rclpy = pytest.importorskip("rclpy")
 
 from builtin_interfaces.msg import Time  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from internvla_s2_node.ros.executor import SubmitOnceExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
@@ -500,7 +500,7 @@ def test_fuzz_messages_scripted_engine_in_process():
     raw = OutputChecker(context=ctx, name="fuzz_raw", max_waypoint_distance=MAX_WP)
     comp = OutputChecker(target="/c/s2_node", context=ctx, name="fuzz_compressed", namespace="/c", compressed=True,
                          max_waypoint_distance=MAX_WP)
-    executor = MultiThreadedExecutor(num_threads=4, context=ctx)
+    executor = SubmitOnceExecutor(num_threads=4, context=ctx)
     for n in (*nodes, raw, comp):
         executor.add_node(n)
     crashes: list[str] = []
@@ -598,7 +598,7 @@ def test_fuzz_messages_real_tiny_checkpoint_process(tmp_path):
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=domain)
     checker = OutputChecker(context=ctx, name="fuzz_tiny", max_waypoint_distance=MAX_WP)
-    executor = MultiThreadedExecutor(num_threads=2, context=ctx)
+    executor = SubmitOnceExecutor(num_threads=2, context=ctx)
     executor.add_node(checker)
     thread = threading.Thread(target=executor.spin, daemon=True)
     thread.start()

@@ -233,7 +233,7 @@ def fq(name: str, node: str) -> str:
 
 
 def test_sros2_policy_lists_exactly_the_nodes_endpoints():
-    from rclpy.executors import MultiThreadedExecutor
+    from internvla_s2_node.ros.executor import SubmitOnceExecutor
     from rclpy.parameter import Parameter
 
     from internvla_s2_node.ros.action_executor import ActionExecutor
@@ -248,7 +248,7 @@ def test_sros2_policy_lists_exactly_the_nodes_endpoints():
                     parameter_overrides=[Parameter("decision_mode", value="on_request")]),  # + ~/decide
              SimBridge(context=ctx), ActionExecutor(context=ctx)]
     observer = rclpy.create_node("policy_observer", context=ctx)
-    executor = MultiThreadedExecutor(context=ctx)
+    executor = SubmitOnceExecutor(context=ctx)
     for n in (*nodes, observer):
         executor.add_node(n)
     thread = threading.Thread(target=executor.spin, daemon=True)

@@ -10,7 +10,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 
 from geometry_msgs.msg import Twist  # noqa: E402
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from internvla_s2_node.ros.executor import SubmitOnceExecutor  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from std_msgs.msg import UInt8MultiArray  # noqa: E402
@@ -41,7 +41,7 @@ def test_actions_become_bounded_cmd_vel_and_stop(context):
     twists: list[Twist] = []
     test.create_subscription(Twist, "/cmd_vel", twists.append, reliable_qos(100))
     pub = test.create_publisher(UInt8MultiArray, "/s2_node/actions", reliable_qos(10))
-    executor = MultiThreadedExecutor(num_threads=2, context=context)
+    executor = SubmitOnceExecutor(num_threads=2, context=context)
     executor.add_node(node)
     executor.add_node(test)
     thread = threading.Thread(target=executor.spin, daemon=True)

@@ -1,6 +1,6 @@
 """``internvla-s2-bringup``: the robot.launch.py node set without ROS launch.
 
-All nodes run in this one process on one MultiThreadedExecutor (manual
+All nodes run in this one process on one multi-threaded executor (manual
 composition). ROS arguments work as for any node, e.g.::
 
     internvla-s2-bringup --action-executor --ros-args \\

@@ -31,7 +31,6 @@ from geometry_msgs.msg import PointStamped, PoseStamped
 from nav_msgs.msg import Odometry
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-from rclpy.executors import MultiThreadedExecutor
 from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
@@ -44,6 +43,7 @@ from ..core.types import DecisionKind, Frame
 from . import conversions as conv
 from . import outputs as out
 from . import params
+from .executor import SubmitOnceExecutor
 from .pipeline import Counters, LatencyStats, LatestSlot, LogThrottle, PendingFrame, RequestMatcher, StampedBuffer
 from .qos import incompatible_qos_hint, latched_qos, reliable_qos, sensor_qos
 
@@ -543,12 +543,12 @@ class S2Node(LifecycleNode):
 
 
 def spin(nodes, num_threads: int = 4) -> None:
-    """Spin ``nodes`` on one MultiThreadedExecutor until Ctrl-C / shutdown, then release them."""
+    """Spin ``nodes`` on one multi-threaded executor until Ctrl-C / shutdown, then release them."""
     try:
         from rclpy.executors import ExternalShutdownException
     except ImportError:  # pragma: no cover - very old rclpy
         ExternalShutdownException = KeyboardInterrupt  # noqa: N806
-    executor = MultiThreadedExecutor(num_threads=num_threads)
+    executor = SubmitOnceExecutor(num_threads=num_threads)
     for node in nodes:
         executor.add_node(node)
     try:

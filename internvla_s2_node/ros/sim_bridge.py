@@ -309,9 +309,9 @@ def s2_policy_session(cfg):
 
 @contextlib.contextmanager
 def _spinning(nodes):
-    from rclpy.executors import MultiThreadedExecutor
+    from .executor import SubmitOnceExecutor
 
-    executor = MultiThreadedExecutor(num_threads=4)
+    executor = SubmitOnceExecutor(num_threads=4)
     for node in nodes:
         executor.add_node(node)
     thread = threading.Thread(target=executor.spin, name="ros-executor", daemon=True)
