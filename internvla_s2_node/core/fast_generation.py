@@ -38,6 +38,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import functools
 import gc
 import inspect
 import logging
@@ -87,6 +88,15 @@ class _FrameEntry:
     size: tuple[int, int] | None
     pixels: torch.Tensor | None = None  # on the device, model dtype; dropped once encoded
     feats: tuple[torch.Tensor, list[torch.Tensor]] | None = None  # merged tokens, deepstack features
+
+
+@dataclasses.dataclass
+class _Prompt:
+    length: int
+    bucket: int
+    delta: int  # mrope position minus text position, for the decode steps
+    n_image_tokens: int
+    device_rows: torch.Tensor  # [5, bucket] on the device: ids, 3 mrope rows, image-token index
 
 
 def _greedy_settings(model) -> tuple[set[int], float]:
@@ -141,6 +151,16 @@ def _copy_into(dst, src) -> None:
     elif isinstance(dst, (tuple, list)):
         for d, s in zip(dst, src):
             _copy_into(d, s)
+
+
+class _DoneEvent:
+    """CPU stand-in for a CUDA event (work on the CPU is done when it returns)."""
+
+    def record(self) -> None:
+        pass
+
+    def synchronize(self) -> None:
+        pass
 
 
 class _PoolHolder:
@@ -285,45 +305,63 @@ class _Call(torch.nn.Module):
         return self.fn(x)
 
 
-class _FusedQKV:
-    """One GEMV for a layer's q, k and v projections during decoding (the small k/v GEMVs are launch-
-    bound). Stood in for ``q_proj``/``k_proj``/``v_proj``, which the attention calls in that order on the
-    same input: ``q_proj`` computes all three and hands k and v to the next two calls."""
+class _FusedProjections:
+    """One GEMV for several projections of the same input during decoding (q/k/v of an attention,
+    gate/up of an MLP: small GEMVs are launch-bound). The modules' weights become row views into one
+    fused weight, so this costs no memory and the plain path reads the same values. Stand-ins replace
+    the modules while decoding: whichever is called first with an input computes all outputs for that
+    input, the others take theirs (any call order)."""
 
-    NAMES = ("q_proj", "k_proj", "v_proj")
+    QKV = ("q_proj", "k_proj", "v_proj")
+    GATE_UP = ("gate_proj", "up_proj")
 
-    def __init__(self, attn: torch.nn.Module) -> None:
-        mods = [getattr(attn, n) for n in self.NAMES]
+    def __init__(self, parent: torch.nn.Module, names: tuple[str, ...]) -> None:
+        mods = [getattr(parent, n) for n in names]
         biases = [m.bias for m in mods]
         if any(b is None for b in biases) and not all(b is None for b in biases):
-            raise FastPathUnavailable("q/k/v projections mix bias and no bias")
-        self.attn = attn
-        self.originals = mods
-        self.weight = torch.cat([m.weight.detach() for m in mods], dim=0)
-        self.bias = None if biases[0] is None else torch.cat([b.detach() for b in biases], dim=0)
+            raise FastPathUnavailable(f"{'/'.join(names)} projections mix bias and no bias")
+        self.parent, self.names, self.originals = parent, names, mods
         self.sizes = [m.weight.shape[0] for m in mods]
-        self.proxies = (_Call(self._q), _Call(self._k), _Call(self._v))
-        self._stash: tuple | None = None
+        self.weight = self._fuse([m.weight for m in mods])
+        self.bias = None if biases[0] is None else self._fuse(biases)
+        self.proxies = tuple(_Call(functools.partial(self._project, i)) for i in range(len(mods)))
+        self._input = None
+        self._outputs: tuple = ()
 
-    def _q(self, x):
-        q, k, v = torch.nn.functional.linear(x, self.weight, self.bias).split(self.sizes, dim=-1)
-        self._stash = (k, v)
-        return q
+    @staticmethod
+    def _fuse(params: list[torch.nn.Parameter]) -> torch.Tensor:
+        fused = torch.cat([p.detach() for p in params], dim=0)
+        start = 0
+        for p in params:
+            p.data = fused[start : start + p.shape[0]]
+            start += p.shape[0]
+        return fused
 
-    def _k(self, x):
-        return self._stash[0]
-
-    def _v(self, x):
-        return self._stash[1]
+    def _project(self, i: int, x):
+        if self._input is not x:
+            self._outputs = torch.nn.functional.linear(x, self.weight, self.bias).split(self.sizes, dim=-1)
+            self._input = x
+        return self._outputs[i]
 
     def swap_in(self) -> None:
-        for name, proxy in zip(self.NAMES, self.proxies):
-            self.attn._modules[name] = proxy
+        for name, proxy in zip(self.names, self.proxies):
+            self.parent._modules[name] = proxy
 
     def swap_out(self) -> None:
-        for name, module in zip(self.NAMES, self.originals):
-            self.attn._modules[name] = module
-        self._stash = None
+        for name, module in zip(self.names, self.originals):
+            self.parent._modules[name] = module
+        self._input, self._outputs = None, ()
+
+
+def _fuse_layers(layers, fuse_mlp: bool) -> list[_FusedProjections]:
+    fused = []
+    for layer in layers:
+        for parent, names in ((getattr(layer, "self_attn", None), _FusedProjections.QKV), (getattr(layer, "mlp", None), _FusedProjections.GATE_UP)):
+            if parent is None or (names is _FusedProjections.GATE_UP and not fuse_mlp):
+                continue
+            if all(isinstance(getattr(parent, n, None), torch.nn.Linear) for n in names):
+                fused.append(_FusedProjections(parent, names))
+    return fused
 
 
 # ----------------------------------------------------------------------------------------- KV caches
@@ -441,12 +479,10 @@ class FastGenerator:
         if self.vision_graphs:
             for block in visual.blocks:
                 _BlockGraphs.install(block)
-        # Decode-only fused q/k/v weights (a copy: 1.7 GiB on Qwen3-VL-8B, 0.44 GiB on 2B).
+        # Decode-time fused q/k/v and gate/up GEMVs (weights re-laid as views: no extra memory).
         if fuse_qkv is None:
             fuse_qkv = cuda
-        self._fused: list[_FusedQKV] = []
-        if fuse_qkv and all(all(hasattr(layer.self_attn, n) for n in _FusedQKV.NAMES) for layer in lm.layers):
-            self._fused = [_FusedQKV(layer.self_attn) for layer in lm.layers]
+        self._fused: list[_FusedProjections] = _fuse_layers(lm.layers, fuse_mlp=not self.is_moe) if fuse_qkv else []
         # Image preprocessing on the GPU (torchvision backend), per frame size only where it gives the
         # CPU's exact pixel values (checked on the first frame of each size).
         self.device_preprocess = cuda if device_preprocess is None else bool(device_preprocess)
@@ -467,6 +503,9 @@ class FastGenerator:
         self._last = torch.zeros(1, dtype=torch.long, device=dev)  # index of the prompt's last token
         self._seen = torch.zeros(self.vocab, dtype=torch.bool, device=dev)  # ids so far (repetition penalty)
         self._out = torch.zeros(1, dtype=torch.long, device=dev)
+        self._host_tokens: torch.Tensor | None = None  # pinned copies of each step's token (CUDA)
+        self._token_events: list = []
+        self._first_token_at: float | None = None
         self._capacity = 0
         self._keys: list[torch.Tensor] = []
         self._values: list[torch.Tensor] = []
@@ -504,6 +543,7 @@ class FastGenerator:
         entries = [self._entry(frames, key, image) for key, image in zip(keys, images)]
         tb = time.perf_counter()
         ids = self._token_ids(text, entries)
+        prompt = self._prompt_inputs(ids, entries)  # host work and its upload, queued before the tower
         t1 = time.perf_counter()
         events = None
         if self.device.type == "cuda":  # the tower's GPU time, without making the host wait for it
@@ -513,11 +553,8 @@ class FastGenerator:
         if events is not None:
             events[1].record()
         t2 = time.perf_counter()
-        first = self._prefill(ids, entries)  # host-side prompt preparation overlaps the tower's GPU work
-        t3 = time.perf_counter()
-        new_ids = [first]
-        if first not in self.eos_ids:
-            self._decode(new_ids)
+        self._prefill(prompt, entries)
+        new_ids = self._read_tokens()
         t4 = time.perf_counter()
         with self._lock:
             if self._epoch == epoch:
@@ -526,6 +563,7 @@ class FastGenerator:
         self.stats["calls"] += 1
         self.stats["new_tokens"] += len(new_ids)
         vision = t2 - t1 if events is None else events[0].elapsed_time(events[1]) / 1e3
+        t3 = self._first_token_at or t4
         timing = {
             "preprocess": t1 - t0,
             "preprocess_template": ta - t0,
@@ -681,24 +719,31 @@ class FastGenerator:
         pos, deltas = self.base.get_rope_index(input_ids, **kwargs)
         return pos, int(deltas.reshape(-1)[0])
 
-    def _prefill(self, ids: list[int], entries: list[_FrameEntry]) -> int:
+    def _prompt_inputs(self, ids: list[int], entries: list[_FrameEntry]) -> _Prompt:
+        """Host side of the prefill: bucket, mrope positions (``get_rope_index``), image-token index; on
+        the device as one upload that does not wait for the GPU (pinned memory)."""
         L = len(ids)
         bucket = -(-L // PREFILL_BUCKET) * PREFILL_BUCKET
-        self._ensure_capacity(bucket + self.max_new_tokens)
+        self._ensure_capacity(bucket + self.max_new_tokens + 1)
         input_ids = torch.tensor([ids], dtype=torch.long)
         grid = torch.tensor([e.grid for e in entries], dtype=torch.long) if entries else None
         mpos, delta = self._position_ids(input_ids, grid)
         # Pad at the end: token 0, positions continuing after the last one (real tokens never see them).
         pad = bucket - L
         last_pos = int(mpos.max()) if L else -1
-        host = torch.zeros(5, bucket, dtype=torch.long)
+        cuda = self.device.type == "cuda"
+        host = torch.zeros(5, bucket, dtype=torch.long, pin_memory=cuda)
         host[0, :L] = input_ids[0]
         host[1:4, :L] = mpos[:, 0]
         host[1:4, L:] = torch.arange(last_pos + 1, last_pos + 1 + pad)
         img_pos = torch.nonzero(input_ids[0] == self.image_token_id).flatten()
         n_img = int(img_pos.numel())
         host[4, :n_img] = img_pos
-        dev_host = host.to(self.device, non_blocking=False)
+        return _Prompt(L, bucket, delta, n_img, host.to(self.device, non_blocking=cuda))
+
+    def _prefill(self, prompt: _Prompt, entries: list[_FrameEntry]) -> None:
+        """Queue the prompt through the text model; its first token is read by ``_read_tokens``."""
+        L, bucket, n_img, dev_host = prompt.length, prompt.bucket, prompt.n_image_tokens, prompt.device_rows
         dev_ids = dev_host[0:1]
         img_index = dev_host[4, :n_img]
         embeds = self.lm.embed_tokens(dev_ids)
@@ -721,8 +766,7 @@ class FastGenerator:
         run = self._prefill_runner(bucket, n_deep)
         run()
         self._pos.fill_(L)
-        self._delta.fill_(delta)
-        return int(self._out.item())
+        self._delta.fill_(prompt.delta)
 
     def _prefill_runner(self, bucket: int, n_deep: int) -> Callable[[], Any]:
         key = (bucket, n_deep)
@@ -856,7 +900,48 @@ class FastGenerator:
             self.stats["decode_graphs_captured"] += 1
         return self._decode_graph.replay
 
-    def _decode(self, new_ids: list[int]) -> None:
+    def _read_tokens(self) -> list[int]:
+        """The prefill's token, then decode steps until EOS or ``max_new_tokens``. With graphs the next
+        step is queued before the previous token is read (no host round trip between steps on CUDA);
+        after an EOS one queued step is scratch work, finished before the next call's GPU work."""
+        self._first_token_at = None
+        if not self.graphs or "decode" in self.failures:
+            new_ids = [int(self._out.item())]
+            self._first_token_at = time.perf_counter()
+            if new_ids[0] not in self.eos_ids:
+                self._decode_loop(new_ids)
+            return new_ids
+        n = self.max_new_tokens
+        if self._host_tokens is None or self._host_tokens.numel() < n:
+            cuda = self.device.type == "cuda" and not self.fake_graphs
+            self._host_tokens = torch.zeros(n, dtype=torch.long, pin_memory=cuda)
+            self._token_events = [torch.cuda.Event() if cuda else _DoneEvent() for _ in range(n)]
+        host, events = self._host_tokens, self._token_events
+
+        def fetch(i: int) -> None:
+            host[i : i + 1].copy_(self._out, non_blocking=True)
+            events[i].record()
+
+        fetch(0)
+        run = self._decode_runner() if n > 1 else None
+        if run is not None:  # step 1 queued before token 0 is read
+            run()
+            fetch(1)
+        new_ids: list[int] = []
+        for i in range(n):
+            events[i].synchronize()
+            tok = int(host[i])
+            new_ids.append(tok)
+            if i == 0:
+                self._first_token_at = time.perf_counter()
+            if tok in self.eos_ids or i + 1 >= n:
+                break
+            if i + 2 < n:
+                run()
+                fetch(i + 2)
+        return new_ids
+
+    def _decode_loop(self, new_ids: list[int]) -> None:
         run = self._decode_runner()
         while len(new_ids) < self.max_new_tokens:
             run()
