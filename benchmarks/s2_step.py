@@ -236,7 +236,7 @@ def summarize(rows, name: str, steady_from: int) -> dict:
         "new_tokens_mean": statistics.fmean(len(r[name]["tokens"]) for r in steady),
         "all_steps_ms_p50": pct([r[name]["step"] * 1e3 for r in rows], 0.5),
     }  # fmt: skip
-    if name == "fast":
+    if name != "plain":
         out["vision_ms_p50"] = pct([r[name]["timing"]["vision"] * 1e3 for r in steady], 0.5)
         out["prefill_ms_p50"] = pct([r[name]["timing"]["prefill"] * 1e3 for r in steady], 0.5)
     if "peak_bytes" in steady[0][name]:
@@ -360,6 +360,73 @@ def gpu_profile(fast, processor, frame, sync) -> dict:
     return out
 
 
+def step_diagnostics(fast, frames, num_history: int, sync) -> dict:
+    """Where a steady fast step waits: the lines that synchronize with the GPU (torch's sync debug
+    mode), and the GPU timeline of one step (busy vs. idle, the longest idle gaps and what the host
+    was doing then). Each probe encodes a frame the cache has not seen."""
+    import collections
+    import warnings
+
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    t = len(frames) - 1
+    hist = history_indices(t, num_history)
+    text = prompt.build_user_text(INSTRUCTION, len(hist), "then")
+    out: dict = {}
+    for probe, key in (("sync", "probe-sync"), ("timeline", "probe-timeline")):
+        images = [frames[i] for i in hist] + [frames[0]]
+        messages = [prompt.user_message(text, images)]
+        keys = hist + [key]
+        fast.generate(messages, images, hist + [f"{key}-warm"])  # same shapes, graphs already there
+        sync()
+        if probe == "sync":
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                torch.cuda.set_sync_debug_mode("warn")
+                try:
+                    fast.generate(messages, images, keys)
+                finally:
+                    torch.cuda.set_sync_debug_mode(0)
+            sites = collections.Counter(f"{pathlib.Path(w.filename).name}:{w.lineno}" for w in caught if "synchroniz" in str(w.message).lower())
+            out["sync_sites"] = dict(sites.most_common())
+            continue
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+            fast.generate(messages, images, keys)
+            sync()
+        evs = list(prof.events())
+        gpu = sorted((e.time_range.start, e.time_range.end) for e in evs if e.device_type == DeviceType.CUDA)
+        cpu = [e for e in evs if e.device_type == DeviceType.CPU]
+        if not gpu:
+            continue
+        busy, gaps, cur_s, cur_e = 0.0, [], gpu[0][0], gpu[0][1]
+        for a, b in gpu[1:]:
+            if a > cur_e:
+                busy += cur_e - cur_s
+                gaps.append((a - cur_e, cur_e, a))
+                cur_s, cur_e = a, b
+            else:
+                cur_e = max(cur_e, b)
+        busy += cur_e - cur_s
+        wall = max(e.time_range.end for e in evs) - min(e.time_range.start for e in evs)
+        top = []
+        for length, a, b in sorted(gaps, reverse=True)[:12]:
+            names = collections.Counter(e.name for e in cpu if a <= e.time_range.start < b)
+            top.append({"gap_us": round(length), "at_us": round(a - gpu[0][0]), "host_ops": [n for n, _ in names.most_common(6)]})
+        runtime = collections.Counter()
+        runtime_us = collections.Counter()
+        for e in cpu:
+            if e.name.startswith("cuda") and ("Synchronize" in e.name or "Memcpy" in e.name or "EventSynchronize" in e.name):
+                runtime[e.name] += 1
+                runtime_us[e.name] += e.time_range.end - e.time_range.start
+        out["timeline"] = {
+            "wall_ms": wall / 1e3, "gpu_busy_ms": busy / 1e3, "gpu_idle_ms": (gpu[-1][1] - gpu[0][0] - busy) / 1e3,
+            "kernels": len(gpu), "top_gaps": top,
+            "sync_calls": {k: {"n": runtime[k], "ms": round(runtime_us[k] / 1e3, 2)} for k in runtime},
+        }  # fmt: skip
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="8B,2B")
@@ -374,6 +441,8 @@ def main() -> None:
     ap.add_argument("--date", default=datetime.date.today().isoformat())
     ap.add_argument("--tiny", action="store_true", help="CPU smoke test: tiny body, float32")
     ap.add_argument("--profile", action="store_true", help="also time the graphs alone and list the top kernels (CUDA)")
+    ap.add_argument("--compare-vision-compile", action="store_true", help="also run a fast path with compiled vision blocks (log only)")
+    ap.add_argument("--diagnose", action="store_true", help="also list sync points and the GPU timeline of one step (CUDA)")
     args = ap.parse_args()
 
     cuda = torch.cuda.is_available() and not args.tiny
@@ -418,6 +487,8 @@ def main() -> None:
         backbone = LoadedBackbone(BackboneKind.QWEN3_VL, model, processor, device, dtype, args.attn, f"random:{size}")
         fast = FastGenerator(backbone, args.new_tokens)
         gens = {"plain": PlainTimed(backbone, args.new_tokens), "fast": fast}
+        if args.compare_vision_compile:
+            gens["fast_cv"] = FastGenerator(backbone, args.new_tokens, compile_vision=True)
         t_w = time.perf_counter()
         run_episode(gens, warm_frames, args.warmup_steps, args.num_history, sync, record=False, rng_seed=1)
         print(f"[{size}] warm-up episode {time.perf_counter() - t_w:.1f}s, stats {dict(fast.stats)}, failures {fast.failures}", flush=True)
@@ -439,10 +510,17 @@ def main() -> None:
                           "fast_timing_ms": {k: round(v * 1e3, 2) for k, v in r["fast"]["timing"].items()}} for r in rows],
         }  # fmt: skip
         res["speedup_p50"] = res["plain"]["step_ms_p50"] / res["fast"]["step_ms_p50"]
+        if "fast_cv" in gens:
+            res["fast_compiled_vision"] = summarize(rows, "fast_cv", steady_from)
+            res["fast_compiled_vision"]["failures"] = gens["fast_cv"].failures
+            print(f"[{size}] fast + compiled vision blocks: {json.dumps(res['fast_compiled_vision'])}", flush=True)
         if args.profile and cuda:
             with torch.inference_mode():
                 res["gpu_only"] = gpu_profile(fast, processor, frames[0], sync)
             print(f"[{size}] GPU time alone: {res['gpu_only']}", flush=True)
+        if args.diagnose and cuda:
+            res["diagnostics"] = step_diagnostics(fast, frames, args.num_history, sync)
+            print(f"[{size}] step diagnostics: {json.dumps(res['diagnostics'], indent=1)}", flush=True)
         results["sizes"][size] = res
         p, f = res["plain"], res["fast"]
         print(f"[{size}] plain p50 {p['step_ms_p50']:.1f} ms p90 {p['step_ms_p90']:.1f} | fast p50 {f['step_ms_p50']:.1f} ms "

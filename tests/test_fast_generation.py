@@ -281,3 +281,14 @@ def test_cuda_graph_decoding_matches_plain(tiny_checkpoint, arch):  # noqa: F811
     assert fast.failures == {}
     assert fast.stats["prefill_graphs_captured"] >= 2 and fast.stats["decode_graphs_captured"] >= 1
     assert fast.stats["vision_graphs_captured"] >= len(b.model.model.visual.blocks)
+
+
+def test_compiled_vision_blocks(backbone):
+    """Vision blocks through torch.compile before their (stand-in) graphs, as ``compile_vision`` does on CUDA."""
+    b = backbone("qwen3_vl")
+    plain = PlainGenerator(b, NEW_TOKENS)
+    fast = FastGenerator(b, NEW_TOKENS, cuda_graphs="fake", vision_graphs=True, compile_vision=True)
+    _compare(plain, fast, _episode(4, seed=29))
+    assert fast.failures == {}
+    n_blocks = len(b.model.model.visual.blocks)
+    assert fast.stats["vision_graphs_captured"] in (n_blocks, 2 * n_blocks)  # per frame shape (384x384, look-down)

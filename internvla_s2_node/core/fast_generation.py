@@ -206,6 +206,14 @@ class _BlockGraphs:
 
     def __init__(self, block: torch.nn.Module) -> None:
         self.original = block.forward
+        self._compiled = None
+
+    def _forward(self, ctx):
+        if not ctx.compile:
+            return self.original
+        if self._compiled is None:  # one compile serves every block (same code, weights as inputs)
+            self._compiled = torch.compile(self.original, dynamic=False)
+        return self._compiled
 
     @classmethod
     def install(cls, block: torch.nn.Module) -> _BlockGraphs:
@@ -227,12 +235,13 @@ class _BlockGraphs:
         rest = {k: v for k, v in kwargs.items() if k not in ("cu_seqlens", "position_embeddings")}
         if any(isinstance(v, torch.Tensor) for v in rest.values()):
             return self.original(hidden_states, *args, **kwargs)
-        key = (id(self), tuple(hidden_states.shape), hidden_states.dtype, tuple(cu_host.tolist()), tuple(p.shape for p in pe), tuple(sorted(rest.items())))
+        key = (id(self), ctx.compile, tuple(hidden_states.shape), hidden_states.dtype, tuple(cu_host.tolist()), tuple(p.shape for p in pe), tuple(sorted(rest.items())))
         entry = ctx.graphs.get(key)
         if entry is None:
             h_buf = hidden_states.clone()
             pe_buf = tuple(p.clone() for p in pe)
-            graph = _capture(lambda: self.original(h_buf, cu_seqlens=cu_host, position_embeddings=pe_buf, **rest), ctx.device, ctx.fake, ctx.pool)
+            fn = self._forward(ctx)
+            graph = _capture(lambda: fn(h_buf, cu_seqlens=cu_host, position_embeddings=pe_buf, **rest), ctx.device, ctx.fake, ctx.pool)
             entry = ctx.graphs[key] = (graph, h_buf, pe_buf)
             ctx.stats["vision_graphs_captured"] += 1
         graph, h_buf, pe_buf = entry
@@ -246,8 +255,9 @@ class _BlockGraphs:
 class _VisionGraphContext:
     """What the block wrappers need during one tower call of a generator (its graphs, pool, stats)."""
 
-    def __init__(self, device: torch.device, fake: bool, stats, graphs: dict, pool: _PoolHolder) -> None:
+    def __init__(self, device: torch.device, fake: bool, stats, graphs: dict, pool: _PoolHolder, compile: bool = False) -> None:
         self.device, self.fake, self.stats, self.graphs, self.pool = device, fake, stats, graphs, pool
+        self.compile = compile
         self._host: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def host_copy(self, t: torch.Tensor) -> torch.Tensor:
@@ -402,6 +412,7 @@ class FastGenerator:
         vision_graphs: bool | None = None,
         fuse_qkv: bool | None = None,
         device_preprocess: bool | None = None,
+        compile_vision: bool | None = None,
     ) -> None:
         self.backbone = backbone
         self.max_new_tokens = int(max_new_tokens)
@@ -456,6 +467,8 @@ class FastGenerator:
         if vision_graphs is None:
             vision_graphs = self.graphs and vision_attn in ("sdpa", "eager") and hasattr(visual, "blocks")
         self.vision_graphs = bool(vision_graphs) and hasattr(visual, "blocks")
+        # Each vision block compiled (its elementwise ops fused) before its graph is captured.
+        self.compile_vision = bool(compile_vision) and self.vision_graphs
         if compile_decode is None:
             compile_decode = cuda and self.graphs and not self.fake_graphs
         self.compile_decode = bool(compile_decode)
@@ -663,7 +676,7 @@ class FastGenerator:
     def _run_tower(self, pixels: torch.Tensor, grid: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         out = None
         if self.vision_graphs and "vision" not in self.failures:
-            _BlockGraphs.local.ctx = _VisionGraphContext(self.device, self.fake_graphs, self.stats, self._vision_graphs, self._pool)
+            _BlockGraphs.local.ctx = _VisionGraphContext(self.device, self.fake_graphs, self.stats, self._vision_graphs, self._pool, self.compile_vision)
             try:
                 out = self.visual(pixels, grid_thw=grid)
             except Exception as exc:  # noqa: BLE001 - any capture trouble: encode eagerly from now on
