@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 SUPPORTED_ATTENTION = ("sdpa", "eager", "flash_attention_2", "flash_attention_3")
 DEFAULT_CACHE_FRAMES = 256
 PREFILL_BUCKET = 64  # prompts are padded at the end to a multiple of this (one prefill graph per bucket)
+ROPE_MEMO = 32  # prompts whose mrope positions are kept (an episode repeats a few)
 CAPACITY_STEP = 1024  # static KV cache length grows in these steps (decode graph recaptured then)
 
 _UNSUPPORTED_GENERATION = {
@@ -505,6 +506,7 @@ class FastGenerator:
         self._generate_lock = threading.Lock()  # one generation at a time: the device state is shared
         self._epoch = 0
         self._frames: collections.OrderedDict[Hashable, _FrameEntry] = collections.OrderedDict()
+        self._rope_memo: collections.OrderedDict[tuple, tuple[torch.Tensor, int]] = collections.OrderedDict()
         self.stats = collections.Counter()
         self.encoding = False  # True while the vision tower runs for this generator
         self.failures: dict[str, str] = {}  # graph/compile attempts that failed, and why (then eager)
@@ -556,7 +558,6 @@ class FastGenerator:
         entries = [self._entry(frames, key, image) for key, image in zip(keys, images)]
         tb = time.perf_counter()
         ids = self._token_ids(text, entries)
-        prompt = self._prompt_inputs(ids, entries)  # host work and its upload, queued before the tower
         t1 = time.perf_counter()
         events = None
         if self.device.type == "cuda":  # the tower's GPU time, without making the host wait for it
@@ -566,6 +567,7 @@ class FastGenerator:
         if events is not None:
             events[1].record()
         t2 = time.perf_counter()
+        prompt = self._prompt_inputs(ids, entries)  # host work while the tower runs; uploaded without a sync
         self._prefill(prompt, entries)
         new_ids = self._read_tokens()
         t4 = time.perf_counter()
@@ -722,7 +724,20 @@ class FastGenerator:
 
     # ------------------------------------------------------------------ prefill
     def _position_ids(self, input_ids: torch.Tensor, grid: torch.Tensor | None) -> tuple[torch.Tensor, int]:
-        """The three mrope rows ``[3, 1, L]`` from the model's ``get_rope_index``, and the decode offset."""
+        """The three mrope rows ``[3, 1, L]`` from the model's ``get_rope_index``, and the decode offset.
+        Memoized: within an episode the prompt's ids repeat (same instruction, same frame count)."""
+        key = (tuple(input_ids[0].tolist()), None if grid is None else tuple(map(tuple, grid.tolist())))
+        hit = self._rope_memo.get(key)
+        if hit is not None:
+            self._rope_memo.move_to_end(key)
+            self.stats["rope_hits"] += 1
+            return hit
+        hit = self._rope_memo[key] = self._compute_position_ids(input_ids, grid)
+        while len(self._rope_memo) > ROPE_MEMO:
+            self._rope_memo.popitem(last=False)
+        return hit
+
+    def _compute_position_ids(self, input_ids: torch.Tensor, grid: torch.Tensor | None) -> tuple[torch.Tensor, int]:
         if grid is None:
             pos = torch.arange(input_ids.shape[1]).view(1, 1, -1).expand(3, 1, -1)
             return pos, 0
