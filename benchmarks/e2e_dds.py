@@ -11,9 +11,11 @@ Per answered frame:
 * ``e2e`` = time the driver receives the decision - the frame's stamp (wall clock taken just before its
   messages are published, so driver-side serialization and DDS in both directions are inside);
 * ``step`` = the node's ``engine.step`` time (``step_s`` in the decision JSON);
-* ``wait`` (estimated) = how long the frame waited because the model was busy with the previous frame:
-  max(0, receipt of the previous decision - stamp). With newest-frame-wins this is the sampling delay,
-  set by the camera period against the step time, not by the pipeline;
+* ``wait`` = how long the frame waited because the model was busy with the previous frame: the node's
+  ``queue_s`` (arrival -> step start, in the decision JSON), else estimated as max(0, receipt of the
+  previous decision - stamp). With newest-frame-wins this is the sampling delay, set by the camera
+  period against the step time, not by the pipeline; ``--fresh-age`` repeats the rates with the node's
+  ``max_frame_age_s`` set, which skips frames that waited and starts on the next arrival instead;
 * ``overhead`` = e2e - step - wait: DDS in/out, message decoding, history recording, depth/odometry
   pairing and output building, i.e. what the "step latency + 10 ms" goal bounds.
 
@@ -66,7 +68,7 @@ SKIP_WHEELS = {
 }  # fmt: skip
 PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64", "manylinux2014_x86_64")
 DDS_PROFILE = ROOT / "config/fastdds_large_frames.xml"  # 32 MB shared-memory segment (see the file)
-DIAG_KEYS = ("frames_received", "frames_dropped", "frames_rejected", "inferences", "errors", "history_frames")
+DIAG_KEYS = ("frames_received", "frames_dropped", "frames_too_old", "frames_rejected", "inferences", "errors", "history_frames")
 
 
 # ------------------------------------------------------------------ prepare (here, with network)
@@ -139,6 +141,7 @@ def make_driver(args):
     from diagnostic_msgs.msg import DiagnosticArray
     from lifecycle_msgs.srv import ChangeState
     from nav_msgs.msg import Odometry
+    from rcl_interfaces.srv import SetParameters
     from rclpy.node import Node
     from sensor_msgs.msg import CameraInfo, Image
     from std_msgs.msg import Header, String
@@ -164,6 +167,7 @@ def make_driver(args):
             self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, reliable_qos(10))
             self.create_subscription(String, f"{NODE}/active_instruction", self._on_instruction, latched_qos())
             self.change_state = self.create_client(ChangeState, f"{NODE}/change_state")
+            self.set_params = self.create_client(SetParameters, f"{NODE}/set_parameters")
             self.msgs = [self._messages(rgb, depth, conv, T, Header) for rgb, depth in make_frames(4, args.width, args.height)]
             self.count = 0
             self.node_proc = None  # the node's Popen: publishing stops if it exits
@@ -179,7 +183,8 @@ def make_driver(args):
             t = time.time_ns()
             d = json.loads(msg.data)
             row = {"stamp": d["stamp"]["sec"] * 1_000_000_000 + d["stamp"]["nanosec"], "recv": t, "step_s": d.get("step_s"),
-                   "kind": d.get("kind"), "looked_down": bool(d.get("looked_down")), "episode": d.get("episode")}  # fmt: skip
+                   "queue_s": d.get("queue_s"), "kind": d.get("kind"), "looked_down": bool(d.get("looked_down")),
+                   "episode": d.get("episode")}  # fmt: skip
             with self.lock:
                 self.decisions.append(row)
 
@@ -236,6 +241,16 @@ def wait_future(future, timeout: float, proc: subprocess.Popen):
     while not future.done() and time.monotonic() < end and proc.poll() is None:
         time.sleep(0.05)
     return future.result() if future.done() else None
+
+
+def set_max_frame_age(driver, proc, seconds: float) -> bool:
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+
+    value = ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=float(seconds))
+    req = SetParameters.Request(parameters=[Parameter(name="max_frame_age_s", value=value)])
+    res = wait_future(driver.set_params.call_async(req), 10, proc)
+    return bool(res and res.results and res.results[0].successful)
 
 
 def transition(driver, proc, transition_id: int, timeout: float) -> bool:
@@ -363,8 +378,11 @@ def decompose(decisions: list[dict], stamps: set[int]) -> list[dict]:
     for d in sorted(decisions, key=lambda r: r["recv"]):
         if d["stamp"] in stamps and d["step_s"] is not None:
             e2e = (d["recv"] - d["stamp"]) * 1e-9
-            wait = max(0.0, (prev_recv - d["stamp"]) * 1e-9) if prev_recv is not None else 0.0
-            wait = min(wait, max(0.0, e2e - d["step_s"]))
+            if d.get("queue_s") is not None:
+                wait = d["queue_s"]
+            else:
+                wait = max(0.0, (prev_recv - d["stamp"]) * 1e-9) if prev_recv is not None else 0.0
+                wait = min(wait, max(0.0, e2e - d["step_s"]))
             rows.append({"e2e": e2e, "step": d["step_s"], "wait": wait, "overhead": e2e - d["step_s"] - wait,
                          "kind": d["kind"], "looked_down": d["looked_down"]})  # fmt: skip
         prev_recv = d["recv"]
@@ -396,6 +414,7 @@ def summarize_phase(seg: dict, decisions: list[dict], before: dict, after: dict)
         "received_by_node": delta["frames_received"], "lost_in_dds": published - delta["frames_received"],
         "dropped_newest_wins": delta["frames_dropped"], "answered": len(rows), "unanswered": published - len(rows),
         "inferences": delta["inferences"], "rejected": delta["frames_rejected"], "errors": delta["errors"],
+        "too_old": delta["frames_too_old"],
         "e2e_ms": ms_stats([r["e2e"] for r in rows]), "step_ms": ms_stats([r["step"] for r in rows]),
         "e2e_minus_step_ms": ms_stats([r["e2e"] - r["step"] for r in rows]),
         "wait_ms": ms_stats([r["wait"] for r in rows]), "overhead_ms": ms_stats([r["overhead"] for r in rows]),
@@ -466,14 +485,16 @@ def markdown(res: dict) -> str:
     lines.append("|---" * 16 + "|")
     for p in res["phases"]:
         e, s, es, w, o = p["e2e_ms"], p["step_ms"], p["e2e_minus_step_ms"], p["wait_ms"], p["overhead_ms"]
-        lines.append(f"| {p['rate_hz']:g} Hz ({p['achieved_hz']:.1f}) | {f1(e['p50'])} | {f1(e['p90'])} | {f1(s['p50'])} | {f1(s['p90'])} "
+        age = f", max_frame_age_s {p['max_frame_age_s']:g}" if p.get("max_frame_age_s") else ""
+        lines.append(f"| {p['rate_hz']:g} Hz ({p['achieved_hz']:.1f}){age} | {f1(e['p50'])} | {f1(e['p90'])} | {f1(s['p50'])} | {f1(s['p90'])} "
                      f"| {f1(es['p50'])} | {f1(es['p90'])} | {f1(w['p50'])} | {f1(w['p90'])} | {f1(o['p50'])} | {f1(o['p90'])} "
                      f"| {p['published']} | {p['received_by_node']} | {p['answered']} | {p['dropped_newest_wins']} | {p['lost_in_dds']} |")  # fmt: skip
     lines.append("\nAll times in ms. e2e: decision received by the driver - frame stamp. step: the node's engine.step. "
-                 "wait (estimated): the frame waited for the model to finish the previous frame (receipt of the previous "
-                 "decision - stamp). overhead = e2e - step - wait (DDS both ways, decoding, history, pairing, outputs).\n")
+                 "wait: the frame waited for the model to finish the previous frame (the node's queue_s: arrival to step "
+                 "start). overhead = e2e - step - wait (DDS both ways, decoding, history, pairing, outputs).\n")
     for p in res["phases"]:
-        lines.append(f"- {p['rate_hz']:g} Hz: {goal(p)}; kinds {p['kinds']}, look-downs {p['looked_down']}, "
+        age = f" (max_frame_age_s {p['max_frame_age_s']:g}, frames skipped as too old {p.get('too_old', 0)})" if p.get("max_frame_age_s") else ""
+        lines.append(f"- {p['rate_hz']:g} Hz{age}: {goal(p)}; kinds {p['kinds']}, look-downs {p['looked_down']}, "
                      f"steps > 2x median {p['slow_steps']} (max {f1(p['step_ms']['max'])} ms), errors {p['errors']}, "
                      f"rejected {p['rejected']}, driver publish p50 {f1(p['publish_ms']['p50'])} ms")  # fmt: skip
     lines.extend(f"- note: {n}" for n in res["notes"])
@@ -493,20 +514,23 @@ def measure(driver, args, deadline: float, res: dict, out: pathlib.Path, last_st
     """The measured phases, one per rate, results written after each (a cut-off run keeps what it has)."""
     settle_s, reserve = 10.0, args.teardown_s
     before = settle(driver, last_stamp)
-    for i, rate in enumerate(args.rates):
-        n_left = len(args.rates) - i
+    phases = [(rate, 0.0) for rate in args.rates] + [(rate, args.fresh_age) for rate in args.rates if args.fresh_age > 0]
+    for i, (rate, max_age) in enumerate(phases):
+        n_left = len(phases) - i
         seconds = min(args.phase_s, (left(deadline) - reserve) / n_left - settle_s)
         if seconds < args.min_phase_s:
-            res["notes"].append(f"{rate:g} Hz phase skipped: {left(deadline):.0f}s left before the deadline")
+            res["notes"].append(f"{rate:g} Hz (max_frame_age_s {max_age:g}) phase skipped: {left(deadline):.0f}s left before the deadline")
             break
+        if not set_max_frame_age(driver, driver.node_proc, max_age):
+            raise RuntimeError(f"could not set max_frame_age_s={max_age:g} on the node")
         seg = stream(driver, rate, seconds)
         if driver.node_proc.poll() is not None:
             raise RuntimeError(f"the node exited (code {driver.node_proc.poll()}) during the {rate:g} Hz phase")
         after = settle(driver, seg["stamps"][-1] if seg["stamps"] else 0)
-        res["phases"].append(summarize_phase(seg, driver.snapshot(), before, after))
+        res["phases"].append(summarize_phase(seg, driver.snapshot(), before, after) | {"max_frame_age_s": max_age})
         before = after
         p = res["phases"][-1]
-        print(f"[{rate:g} Hz] e2e {p['e2e_ms']} step {p['step_ms']} wait {p['wait_ms']} overhead {p['overhead_ms']} "
+        print(f"[{rate:g} Hz, max_frame_age_s {max_age:g}] e2e {p['e2e_ms']} step {p['step_ms']} wait {p['wait_ms']} overhead {p['overhead_ms']} "
               f"published {p['published']} answered {p['answered']} dropped {p['dropped_newest_wins']} lost {p['lost_in_dds']}", flush=True)  # fmt: skip
         write_results(out, res)
 
@@ -585,6 +609,8 @@ def main() -> None:
                    help="shm: config/fastdds_large_frames.xml for both processes; default: Fast DDS defaults; env: as set")
     r.add_argument("--rates", default="10,30", type=lambda s: [float(x) for x in s.split(",")])
     r.add_argument("--phase-s", type=float, default=45.0, help="measured seconds per rate")
+    r.add_argument("--fresh-age", type=float, default=0.0,
+                   help=">0: repeat the rates with the node's max_frame_age_s set to this (s)")
     r.add_argument("--min-phase-s", type=float, default=15.0)
     r.add_argument("--warmup-max-s", type=float, default=360.0, help="cap on the whole warm-up")
     r.add_argument("--warmup-next-s", type=float, default=30.0, help="warm-up time kept for each later rate")

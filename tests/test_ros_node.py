@@ -8,6 +8,7 @@ tiny model runs in tests/test_ros_s2_process.py.
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import threading
 import time
@@ -17,7 +18,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from rclpy.executors import MultiThreadedExecutor  # noqa: E402
+from internvla_s2_node.ros.executor import SubmitOnceExecutor  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
@@ -46,7 +47,7 @@ def running(context, answers, params=(), delay_s=0.0, compressed=False):
     node = S2Node(engine_factory=T.scripted_engine_factory(answers, delay_s), context=context,
                   parameter_overrides=SMALL + list(params))
     probe = T.Probe(context=context, compressed=compressed)
-    executor = MultiThreadedExecutor(num_threads=4, context=context)
+    executor = SubmitOnceExecutor(num_threads=4, context=context)
     executor.add_node(node)
     executor.add_node(probe)
     thread = threading.Thread(target=executor.spin, daemon=True)
@@ -159,6 +160,22 @@ def test_slow_model_drops_frames_and_stays_bounded(context):
         assert inferences <= elapsed / 0.25 + 2 and inferences >= 4
         assert dropped >= received - inferences - 3 > 0
         assert probe.wait_diagnostics(lambda d: int(d["frames_dropped"]) > 0)
+
+
+def test_max_frame_age_skips_frames_that_waited_for_the_model(context):
+    """With max_frame_age_s, a step starts only on a frame that did not wait long for the model."""
+    params = [Parameter("inference_delay_s", value=0.15), Parameter("max_frame_age_s", value=0.02)]
+    with running(context, ["←"], params=params) as (node, probe):
+        probe.instruct("turn around")
+        assert T.wait_for(lambda: node._instruction, 5)
+        send(probe, 30, period=0.1)  # 10 Hz: every step ends with a frame already waiting
+        settle(node)
+        assert T.wait_for(lambda: len(probe.get("decision")) >= 3, 5)
+        queued = [json.loads(m.data)["queue_s"] for m in probe.get("decision")]
+        too_old = node._counters.get("frames_too_old")
+        assert too_old >= 3 and node._counters.get("inferences") >= 3
+        assert all(q is not None and q <= 0.02 for q in queued), queued
+        assert probe.wait_diagnostics(lambda d: int(d["frames_too_old"]) == too_old)
 
 
 def test_malformed_input_is_skipped_and_node_keeps_serving(context):

@@ -15,15 +15,18 @@ What the plain way (processor + ``model.generate``) redoes at every step, and wh
   block's per-image split does not wait on the device).
 * **Prefill.** The model's own embedding, decoder layers, norm and lm_head run over the prompt (image
   features scattered in at the image-pad positions, deepstack features added after the first decoder
-  layers at the image positions, mrope positions from the model's own ``get_rope_index``), as
-  ``Qwen*VLModel.forward`` does, but written so that nothing waits on the device: the prompt is padded
+  layers at the image positions, mrope positions from the model's own ``get_rope_index``, memoized per
+  prompt and computed while the tower runs), as ``Qwen*VLModel.forward`` does, but written so that
+  nothing waits on the device (inputs uploaded from pinned memory): the prompt is padded
   at its end to a bucket of 64 tokens (causal attention: real tokens never see the padding), its K/V go
   into a preallocated static cache, and on CUDA the whole prefill is compiled once (dynamic length)
   and replayed from one CUDA graph per bucket.
 * **Decoding.** One fixed-shape step (embedding, decoder layers over the static cache with a mask,
   norm, lm_head, greedy argmax, the repetition penalty when the generation config asks for one) whose
   state lives on the device; on CUDA it is compiled (elementwise ops fused, a fused masked attention,
-  one q/k/v GEMV) and captured in a CUDA graph, so a token costs one graph launch and a 4-byte read.
+  one GEMV for q/k/v and one for gate/up, their weights re-laid as views of one tensor) and captured in
+  a CUDA graph. The next step is queued before the previous token is read, so the GPU never waits for
+  the host between tokens; after an end token one queued step is scratch work.
 
 Nothing is batched that could change the answer; what differs from the plain path is floating-point
 rounding (a frame encoded alone vs. in a batch, a padded prompt, a masked static cache, fused kernels).
@@ -672,8 +675,9 @@ class FastGenerator:
         merged_parts = torch.split(merged, sizes)
         deep_parts = [torch.split(d, sizes) for d in deep]
         for i, e in enumerate(misses):
-            # Own storage (not views into the batch output, which may be a graph's static buffer).
-            e.feats = (merged_parts[i].clone(), [d[i].clone() for d in deep_parts])
+            # Views into the tower's outputs: the mergers run eagerly, so these are fresh tensors (not a
+            # block graph's static buffer) and need no copy.
+            e.feats = (merged_parts[i], [d[i] for d in deep_parts])
 
     def _run_tower(self, pixels: torch.Tensor, grid: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         out = None

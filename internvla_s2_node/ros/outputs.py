@@ -123,10 +123,11 @@ def build_outputs(
     return out
 
 
-def decision_json(decision: Decision, o: Outputs, image_header: Header, episode: int) -> String:
+def decision_json(decision: Decision, o: Outputs, image_header: Header, episode: int, queued_s: float | None = None) -> String:
     """The whole decision as JSON on ``~/decision`` (machine-readable; the simulator bridge reads it).
 
-    ``waypoint`` is what was published on ``~/waypoint`` (null if none or withheld).
+    ``waypoint`` is what was published on ``~/waypoint`` (null if none or withheld); ``queue_s`` is how
+    long the frame waited between its arrival and the start of its step.
     """
     wp = o.waypoint
     data = {
@@ -141,6 +142,7 @@ def decision_json(decision: Decision, o: Outputs, image_header: Header, episode:
         "raw_text": decision.raw_text,
         "looked_down": decision.looked_down,
         "step_s": decision.timing.get("step"),
+        "queue_s": queued_s,
     }
     if wp is not None:
         q = wp.pose.orientation

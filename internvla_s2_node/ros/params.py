@@ -120,6 +120,9 @@ NODE_SPECS: tuple[Spec, ...] = (
        lifecycle=True),
     _s("look_down_pitch", 0.5236, "extra pitch (rad) of the look-down frame in command mode (30 deg)", low=0.0, high=1.5708),
     _s("max_waypoint_distance", 5.0, "waypoints farther (m, planar, from the camera) are not published", low=0.1, high=100.0),
+    _s("max_frame_age_s", 0.0, "continuous mode: skip a frame that waited longer than this (s) for the model and "
+       "start on the next one as it arrives: frame-to-action latency ~ step latency, fewer decisions (0: newest frame)",
+       low=0.0, high=10.0),
     _s("history_min_interval_s", 0.0, "record a frame in the history only if this long after the last (0: every frame); "
        "only recorded frames are used for inference", low=0.0, high=60.0),
     _s("odom_buffer_s", 2.0, "odometry kept to find the sample nearest to an image stamp (s)", low=0.1, high=60.0),

@@ -393,12 +393,17 @@ class S2Node(LifecycleNode):
         if not self._active or item.episode != self._episode:
             self._counters.inc("frames_stale")
             return
+        queued_s = time.monotonic() - item.received
+        max_age = self._p["max_frame_age_s"]
+        if max_age > 0 and queued_s > max_age and not item.look_down and self._p["decision_mode"] == "continuous":
+            self._counters.inc("frames_too_old")  # the next frame starts a step the moment it arrives
+            return
         frame, odom_frame = self._build_frame(item)
         if self._p["inference_delay_s"] > 0:
             time.sleep(self._p["inference_delay_s"])
         decision = self._step(frame, item)
         if decision is not None:
-            self._publish_decision(decision, item, frame, odom_frame)
+            self._publish_decision(decision, item, frame, odom_frame, queued_s)
 
     def _build_frame(self, item: PendingFrame) -> tuple[Frame, str]:
         tol = self._p["depth_tolerance_s"]
@@ -443,7 +448,7 @@ class S2Node(LifecycleNode):
             self._latency.add(decision.timing["step"])
         return decision
 
-    def _publish_decision(self, decision, item: PendingFrame, frame: Frame, odom_frame: str) -> None:
+    def _publish_decision(self, decision, item: PendingFrame, frame: Frame, odom_frame: str, queued_s: float | None = None) -> None:
         if not self._active or item.episode != self._episode:
             self._counters.inc("decisions_stale")
             return
@@ -456,7 +461,7 @@ class S2Node(LifecycleNode):
             self._await_look_down()
         self._send(o)
         if "decision" in self._pubs:
-            self._pubs["decision"].publish(out.decision_json(decision, o, item.header, item.episode))
+            self._pubs["decision"].publish(out.decision_json(decision, o, item.header, item.episode, queued_s))
         self._note_decision(decision, o)
         self._send_debug_image(decision, item, o)
         age = (self.get_clock().now().nanoseconds * 1e-9) - item.stamp
@@ -507,6 +512,7 @@ class S2Node(LifecycleNode):
             "history_frames": len(engine.history) if engine is not None and hasattr(engine, "history") else 0,
             "frames_received": c.get("frames_received", 0),
             "frames_dropped": self._slot.dropped,
+            "frames_too_old": c.get("frames_too_old", 0),
             "frames_pending": len(self._slot),
             "frames_rejected": c.get("rejected", 0),
             "inferences": c.get("inferences", 0),

@@ -153,6 +153,7 @@ class Probe(Node):
         "pixel_goal": "geometry_msgs.msg.PointStamped",
         "actions": "std_msgs.msg.UInt8MultiArray",
         "raw_output": "std_msgs.msg.String",
+        "decision": "std_msgs.msg.String",
     }
 
     def __init__(self, target: str = "/s2_node", name: str = "s2_probe", compressed: bool = False, **kwargs: Any) -> None:
