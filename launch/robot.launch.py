@@ -38,6 +38,10 @@ def declare_arguments():
         DeclareLaunchArgument("use_action_executor", default_value="false",
                               description="also run action_executor (actions/waypoint -> cmd_vel)"),
         DeclareLaunchArgument("log_level", default_value="info", description="ROS log level"),
+        DeclareLaunchArgument("dds_profile", default_value="",
+                              description="Fast DDS XML profile for the nodes' processes, e.g. the packaged "
+                                          "config/fastdds_large_frames.xml for uncompressed frames of 640x480 and "
+                                          "up at camera rate (empty: the environment's)"),
     ] + [DeclareLaunchArgument(t, default_value=t, description=f"topic the '{t}' name is remapped to") for t in TOPICS]
 
 
@@ -50,7 +54,16 @@ def s2_node(context, extra_remaps=()):
     params["use_sim_time"] = as_bool(get("use_sim_time"))
     remaps = [(t, get(t)) for t in ("image", "depth", "camera_info", "odom", "instruction")] + list(extra_remaps)
     return Node(package=PACKAGE, executable="s2_node", name="s2_node", namespace=ns, output="screen",
-                parameters=[params], remappings=remaps, arguments=["--ros-args", "--log-level", get("log_level")])
+                parameters=[params], remappings=remaps, arguments=["--ros-args", "--log-level", get("log_level")],
+                additional_env=dds_env(get("dds_profile")))
+
+
+def dds_env(profile: str) -> dict:
+    if not profile:
+        return {}
+    if not os.path.isabs(profile):
+        profile = os.path.join(get_package_share_directory(PACKAGE), profile)
+    return {"FASTDDS_DEFAULT_PROFILES_FILE": profile}
 
 
 def action_executor(context):
@@ -60,7 +73,7 @@ def action_executor(context):
     params["use_sim_time"] = as_bool(get("use_sim_time"))
     return Node(package=PACKAGE, executable="action_executor", name="action_executor", namespace=ns, output="screen",
                 parameters=[params], remappings=[("odom", get("odom")), ("cmd_vel", get("cmd_vel"))],
-                arguments=["--ros-args", "--log-level", get("log_level")])
+                arguments=["--ros-args", "--log-level", get("log_level")], additional_env=dds_env(get("dds_profile")))
 
 
 def launch_setup(context, *args, **kwargs):
