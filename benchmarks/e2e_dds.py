@@ -183,7 +183,7 @@ def make_driver(args):
             t = time.time_ns()
             d = json.loads(msg.data)
             row = {"stamp": d["stamp"]["sec"] * 1_000_000_000 + d["stamp"]["nanosec"], "recv": t, "step_s": d.get("step_s"),
-                   "queue_s": d.get("queue_s"), "kind": d.get("kind"), "looked_down": bool(d.get("looked_down")),
+                   "queue_s": d.get("queue_s"), "intake_s": d.get("intake_s"), "post_s": d.get("post_s"), "kind": d.get("kind"), "looked_down": bool(d.get("looked_down")),
                    "episode": d.get("episode")}  # fmt: skip
             with self.lock:
                 self.decisions.append(row)
@@ -383,7 +383,9 @@ def decompose(decisions: list[dict], stamps: set[int]) -> list[dict]:
             else:
                 wait = max(0.0, (prev_recv - d["stamp"]) * 1e-9) if prev_recv is not None else 0.0
                 wait = min(wait, max(0.0, e2e - d["step_s"]))
+            intake, post = d.get("intake_s") or 0.0, d.get("post_s") or 0.0
             rows.append({"e2e": e2e, "step": d["step_s"], "wait": wait, "overhead": e2e - d["step_s"] - wait,
+                         "intake": intake, "post": post, "dds": e2e - d["step_s"] - wait - intake - post,
                          "kind": d["kind"], "looked_down": d["looked_down"]})  # fmt: skip
         prev_recv = d["recv"]
     return rows
@@ -418,6 +420,8 @@ def summarize_phase(seg: dict, decisions: list[dict], before: dict, after: dict)
         "e2e_ms": ms_stats([r["e2e"] for r in rows]), "step_ms": ms_stats([r["step"] for r in rows]),
         "e2e_minus_step_ms": ms_stats([r["e2e"] - r["step"] for r in rows]),
         "wait_ms": ms_stats([r["wait"] for r in rows]), "overhead_ms": ms_stats([r["overhead"] for r in rows]),
+        "intake_ms": ms_stats([r["intake"] for r in rows]), "post_ms": ms_stats([r["post"] for r in rows]),
+        "dds_and_dispatch_ms": ms_stats([r["dds"] for r in rows]),
         "publish_ms": ms_stats(seg["publish_s"]), "kinds": kinds, "looked_down": sum(r["looked_down"] for r in rows),
         "slow_steps": sum(r["step"] > 2 * step_med for r in rows), "history_frames_end": after.get("history_frames"),
         "per_frame_ms": [[round(r[k] * 1e3, 2) for k in ("e2e", "step", "wait")] for r in rows],  # e2e, step, wait
@@ -496,7 +500,10 @@ def markdown(res: dict) -> str:
         age = f" (max_frame_age_s {p['max_frame_age_s']:g}, frames skipped as too old {p.get('too_old', 0)})" if p.get("max_frame_age_s") else ""
         lines.append(f"- {p['rate_hz']:g} Hz{age}: {goal(p)}; kinds {p['kinds']}, look-downs {p['looked_down']}, "
                      f"steps > 2x median {p['slow_steps']} (max {f1(p['step_ms']['max'])} ms), errors {p['errors']}, "
-                     f"rejected {p['rejected']}, driver publish p50 {f1(p['publish_ms']['p50'])} ms")  # fmt: skip
+                     f"rejected {p['rejected']}, driver publish p50 {f1(p['publish_ms']['p50'])} ms; overhead p50 split: "
+                     f"image callback (conversion + history) {f1(p.get('intake_ms', {}).get('p50'))} ms, outputs after the step "
+                     f"{f1(p.get('post_ms', {}).get('p50'))} ms, the rest (DDS both ways, callback dispatch, depth/odometry pairing) "
+                     f"{f1(p.get('dds_and_dispatch_ms', {}).get('p50'))} ms")  # fmt: skip
     lines.extend(f"- note: {n}" for n in res["notes"])
     return "\n".join(lines) + "\n"
 

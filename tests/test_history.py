@@ -58,3 +58,12 @@ def test_clear_and_bad_capacity():
         HistoryBuffer(capacity=1)
     with pytest.raises(IndexError):
         buf.resolve(3)
+
+
+def test_get_returns_kept_frames_only():
+    h = HistoryBuffer(capacity=4)
+    for i in range(6):
+        assert h.append(f"f{i}") == i
+    # capacity 4 exceeded: stride 2, odd indices thinned out
+    assert h.get(4) == "f4" and h.get(2) == "f2"
+    assert h.get(5) is None and h.get(3) is None and h.get(99) is None

@@ -127,7 +127,10 @@ class S2Engine:
             return decision
 
     def _first_turn(self, instruction: str, epoch: int, frame: Frame, rgb: np.ndarray, index: int | None) -> Decision:
-        current = resize_rgb(rgb, self.cfg.resize_w, self.cfg.resize_h)
+        # ``index`` is this frame's index from observe(): its resized copy is in the history already.
+        current = self.history.get(index) if index is not None else None
+        if current is None:
+            current = resize_rgb(rgb, self.cfg.resize_w, self.cfg.resize_h)
         if index is None:
             index = self.history.append(current)
         history = self.history.select(index, self.cfg.num_history)

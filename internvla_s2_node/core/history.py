@@ -85,6 +85,11 @@ class HistoryBuffer(Generic[T]):
         for index in [i for i in self._frames if i % self._stride != 0]:
             del self._frames[index]
 
+    def get(self, index: int) -> T | None:
+        """The frame recorded as ``index`` if it is still kept (not thinned out), else None."""
+        with self._lock:
+            return self._frames.get(index)
+
     def resolve(self, index: int) -> int:
         """The kept index that serves ``index``: itself, else the nearest earlier kept frame."""
         with self._lock:

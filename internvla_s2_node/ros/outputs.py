@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import time
 from typing import Any
 
 import numpy as np
@@ -123,11 +124,12 @@ def build_outputs(
     return out
 
 
-def decision_json(decision: Decision, o: Outputs, image_header: Header, episode: int, queued_s: float | None = None) -> String:
+def decision_json(decision: Decision, o: Outputs, image_header: Header, episode: int, waits: dict | None = None) -> String:
     """The whole decision as JSON on ``~/decision`` (machine-readable; the simulator bridge reads it).
 
-    ``waypoint`` is what was published on ``~/waypoint`` (null if none or withheld); ``queue_s`` is how
-    long the frame waited between its arrival and the start of its step.
+    ``waypoint`` is what was published on ``~/waypoint`` (null if none or withheld). Where the frame's
+    time went in the node: ``intake_s`` (image callback: conversion, history), ``queue_s`` (waiting for
+    the model), ``step_s`` (the model step), ``post_s`` (step end to this message: outputs).
     """
     wp = o.waypoint
     data = {
@@ -142,7 +144,8 @@ def decision_json(decision: Decision, o: Outputs, image_header: Header, episode:
         "raw_text": decision.raw_text,
         "looked_down": decision.looked_down,
         "step_s": decision.timing.get("step"),
-        "queue_s": queued_s,
+        **{k: (waits or {}).get(k) for k in ("intake_s", "queue_s")},
+        "post_s": time.monotonic() - waits["step_done"] if waits and "step_done" in waits else None,
     }
     if wp is not None:
         q = wp.pose.orientation

@@ -88,7 +88,8 @@ class PendingFrame:
     index: int | None  # episode index from engine.observe(); None for a look-down frame
     episode: int
     look_down: bool = False
-    received: float = dataclasses.field(default_factory=time.monotonic)
+    received: float = dataclasses.field(default_factory=time.monotonic)  # ready for inference (monotonic s)
+    arrived: float | None = None  # the image callback started (monotonic s)
 
 
 class LatestSlot(Generic[T]):

@@ -273,6 +273,7 @@ class S2Node(LifecycleNode):
             self.get_logger().warn(text + (f" ({n} similar suppressed)" if n else ""))
 
     def _on_color(self, msg) -> None:
+        arrived = time.monotonic()
         engine = self._engine
         if not self._active or engine is None:
             return
@@ -290,6 +291,7 @@ class S2Node(LifecycleNode):
                 item = self._record_frame(engine, rgb, stamp, msg.header)
             if item is None:
                 return
+            item.arrived = arrived
             if self._p["decision_mode"] == "on_request":
                 item = self._requests.add_frame(stamp_key(msg.header.stamp), item)
                 if item is None:
@@ -393,9 +395,9 @@ class S2Node(LifecycleNode):
         if not self._active or item.episode != self._episode:
             self._counters.inc("frames_stale")
             return
-        queued_s = time.monotonic() - item.received
+        taken = time.monotonic()
         max_age = self._p["max_frame_age_s"]
-        if max_age > 0 and queued_s > max_age and not item.look_down and self._p["decision_mode"] == "continuous":
+        if max_age > 0 and taken - item.received > max_age and not item.look_down and self._p["decision_mode"] == "continuous":
             self._counters.inc("frames_too_old")  # the next frame starts a step the moment it arrives
             return
         frame, odom_frame = self._build_frame(item)
@@ -403,7 +405,9 @@ class S2Node(LifecycleNode):
             time.sleep(self._p["inference_delay_s"])
         decision = self._step(frame, item)
         if decision is not None:
-            self._publish_decision(decision, item, frame, odom_frame, queued_s)
+            intake = item.received - item.arrived if item.arrived is not None else None
+            waits = {"intake_s": intake, "queue_s": taken - item.received, "step_done": time.monotonic()}
+            self._publish_decision(decision, item, frame, odom_frame, waits)
 
     def _build_frame(self, item: PendingFrame) -> tuple[Frame, str]:
         tol = self._p["depth_tolerance_s"]
@@ -448,7 +452,7 @@ class S2Node(LifecycleNode):
             self._latency.add(decision.timing["step"])
         return decision
 
-    def _publish_decision(self, decision, item: PendingFrame, frame: Frame, odom_frame: str, queued_s: float | None = None) -> None:
+    def _publish_decision(self, decision, item: PendingFrame, frame: Frame, odom_frame: str, waits: dict | None = None) -> None:
         if not self._active or item.episode != self._episode:
             self._counters.inc("decisions_stale")
             return
@@ -461,7 +465,7 @@ class S2Node(LifecycleNode):
             self._await_look_down()
         self._send(o)
         if "decision" in self._pubs:
-            self._pubs["decision"].publish(out.decision_json(decision, o, item.header, item.episode, queued_s))
+            self._pubs["decision"].publish(out.decision_json(decision, o, item.header, item.episode, waits))
         self._note_decision(decision, o)
         self._send_debug_image(decision, item, o)
         age = (self.get_clock().now().nanoseconds * 1e-9) - item.stamp
