@@ -140,13 +140,22 @@ def test_graph_plumbing_with_stand_in_graphs(backbone, arch):
     assert fast.stats["vision_graphs_captured"] == 2 * len(b.model.model.visual.blocks)  # 384x384 and look-down shapes
 
 
-def test_compiled_decode_step(backbone):
-    """The decode step through torch.compile (as on CUDA), here with the CPU backend."""
+@pytest.mark.parametrize(
+    "options",
+    [dict(compile_decode=True, fuse_qkv=True), dict(vision_graphs=True, compile_vision=True)],
+    ids=["decode_step", "vision_blocks"],
+)
+def test_compiled_parts(backbone, options):
+    """The decode step, or each vision block before its (stand-in) graph, through torch.compile as on
+    CUDA, here with the CPU backend."""
     b = backbone("qwen3_vl")
     plain = PlainGenerator(b, NEW_TOKENS)
-    fast = FastGenerator(b, NEW_TOKENS, cuda_graphs="fake", compile_decode=True, fuse_qkv=True)
+    fast = FastGenerator(b, NEW_TOKENS, cuda_graphs="fake", **options)
     _compare(plain, fast, _episode(4, seed=23))
     assert fast.failures == {}
+    if options.get("compile_vision"):
+        n_blocks = len(b.model.model.visual.blocks)
+        assert fast.stats["vision_graphs_captured"] in (n_blocks, 2 * n_blocks)  # per frame shape (384x384, look-down)
 
 
 def test_vision_tower_sees_each_frame_once(backbone):
@@ -282,13 +291,3 @@ def test_cuda_graph_decoding_matches_plain(tiny_checkpoint, arch):  # noqa: F811
     assert fast.stats["prefill_graphs_captured"] >= 2 and fast.stats["decode_graphs_captured"] >= 1
     assert fast.stats["vision_graphs_captured"] >= len(b.model.model.visual.blocks)
 
-
-def test_compiled_vision_blocks(backbone):
-    """Vision blocks through torch.compile before their (stand-in) graphs, as ``compile_vision`` does on CUDA."""
-    b = backbone("qwen3_vl")
-    plain = PlainGenerator(b, NEW_TOKENS)
-    fast = FastGenerator(b, NEW_TOKENS, cuda_graphs="fake", vision_graphs=True, compile_vision=True)
-    _compare(plain, fast, _episode(4, seed=29))
-    assert fast.failures == {}
-    n_blocks = len(b.model.model.visual.blocks)
-    assert fast.stats["vision_graphs_captured"] in (n_blocks, 2 * n_blocks)  # per frame shape (384x384, look-down)
