@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import threading
 import time
 
 import pytest
@@ -19,7 +18,7 @@ torch = pytest.importorskip("torch")
 
 from diagnostic_msgs.msg import DiagnosticStatus  # noqa: E402
 from rcl_interfaces.msg import Log  # noqa: E402
-from internvla_s2_node.ros.executor import SubmitOnceExecutor  # noqa: E402
+from internvla_s2_node.ros.executor import spinning  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
@@ -65,19 +64,13 @@ def running(context, generator):
     probe.decisions = []
     probe.create_subscription(String, "/s2_node/decision", lambda m: probe.decisions.append(json.loads(m.data)),
                               reliable_qos(50))
-    executor = SubmitOnceExecutor(num_threads=4, context=context)
-    executor.add_node(node)
-    executor.add_node(probe)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
     try:
-        assert T.wait_for(lambda: node._active and probe.matched(), 15)
-        assert T.wait_for(lambda: all(probe.count_publishers(f"/s2_node/{t}") > 0 for t in ("actions", "decision"))
-                          and probe.count_publishers("/rosout") > 0, 10)
-        yield node, probe, logs
+        with spinning([node, probe], context=context):
+            assert T.wait_for(lambda: node._active and probe.matched(), 15)
+            assert T.wait_for(lambda: all(probe.count_publishers(f"/s2_node/{t}") > 0 for t in ("actions", "decision"))
+                              and probe.count_publishers("/rosout") > 0, 10)
+            yield node, probe, logs
     finally:
-        executor.shutdown()
-        thread.join(5)
         node.release()
         node.destroy_node()
         probe.destroy_node()

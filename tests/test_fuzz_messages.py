@@ -35,7 +35,7 @@ rclpy = pytest.importorskip("rclpy")
 
 from builtin_interfaces.msg import Time  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
-from internvla_s2_node.ros.executor import SubmitOnceExecutor  # noqa: E402
+from internvla_s2_node.ros.executor import SubmitOnceExecutor, spinning  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
@@ -598,34 +598,29 @@ def test_fuzz_messages_real_tiny_checkpoint_process(tmp_path):
     ctx = rclpy.Context()
     rclpy.init(context=ctx, domain_id=domain)
     checker = OutputChecker(context=ctx, name="fuzz_tiny", max_waypoint_distance=MAX_WP)
-    executor = SubmitOnceExecutor(num_threads=2, context=ctx)
-    executor.add_node(checker)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
     try:
-        assert T.wait_for(lambda: (checker.diagnostics() or {}).get("state") == "active", 90), log.read_text()[-3000:]
-        wait_matched(checker, "/s2_node")
-        checker.instruct("start exploring")
-        fuzzer = MessageFuzzer(seed=3)
-        run = pump([(1, fuzzer, checker)], 1600, 22.0, lambda: proc.poll() is None)
-        time.sleep(1.0)
-        checker.instruct("go to the kitchen")
-        assert checker.wait_diagnostics(lambda d: d["instruction"] == "go to the kitchen", 10)
+        with spinning([checker], num_threads=2, context=ctx):
+            assert T.wait_for(lambda: (checker.diagnostics() or {}).get("state") == "active", 90), log.read_text()[-3000:]
+            wait_matched(checker, "/s2_node")
+            checker.instruct("start exploring")
+            fuzzer = MessageFuzzer(seed=3)
+            run = pump([(1, fuzzer, checker)], 1600, 22.0, lambda: proc.poll() is None)
+            time.sleep(1.0)
+            checker.instruct("go to the kitchen")
+            assert checker.wait_diagnostics(lambda d: d["instruction"] == "go to the kitchen", 10)
 
-        def send(stamp):
-            valid_frame(checker, stamp)
+            def send(stamp):
+                valid_frame(checker, stamp)
 
-        def waypoint(c, stamps):
-            return [w for w in c.get("waypoint") if stamp_ns(w.header.stamp) in stamps] and \
-                [d for d in c.get("decision") if stamp_ns(Time(**json.loads(d.data)["stamp"])) in stamps
-                 and json.loads(d.data)["raw_text"].startswith("1,1")]
+            def waypoint(c, stamps):
+                return [w for w in c.get("waypoint") if stamp_ns(w.header.stamp) in stamps] and \
+                    [d for d in c.get("decision") if stamp_ns(Time(**json.loads(d.data)["stamp"])) in stamps
+                     and json.loads(d.data)["raw_text"].startswith("1,1")]
 
-        final = bool(answered_correctly(checker, send, waypoint, timeout=30))
-        diag = checker.wait_diagnostics(lambda d: True, 5) or {}
-        alive = proc.poll() is None
+            final = bool(answered_correctly(checker, send, waypoint, timeout=30))
+            diag = checker.wait_diagnostics(lambda d: True, 5) or {}
+            alive = proc.poll() is None
     finally:
-        executor.shutdown()
-        thread.join(5)
         checker.destroy_node()
         rclpy.shutdown(context=ctx)
         code = T.stop_process(proc)

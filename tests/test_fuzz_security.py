@@ -233,7 +233,7 @@ def fq(name: str, node: str) -> str:
 
 
 def test_sros2_policy_lists_exactly_the_nodes_endpoints():
-    from internvla_s2_node.ros.executor import SubmitOnceExecutor
+    from internvla_s2_node.ros.executor import spinning
     from rclpy.parameter import Parameter
 
     from internvla_s2_node.ros.action_executor import ActionExecutor
@@ -248,42 +248,36 @@ def test_sros2_policy_lists_exactly_the_nodes_endpoints():
                     parameter_overrides=[Parameter("decision_mode", value="on_request")]),  # + ~/decide
              SimBridge(context=ctx), ActionExecutor(context=ctx)]
     observer = rclpy.create_node("policy_observer", context=ctx)
-    executor = SubmitOnceExecutor(context=ctx)
-    for n in (*nodes, observer):
-        executor.add_node(n)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
     try:
-        assert T.wait_for(lambda: nodes[0]._active, 10)
+        with spinning([*nodes, observer], num_threads=None, context=ctx):
+            assert T.wait_for(lambda: nodes[0]._active, 10)
 
-        def endpoints(name):
-            return {
-                "publish": {t for t, _ in observer.get_publisher_names_and_types_by_node(name, "/")},
-                "subscribe": {t for t, _ in observer.get_subscriber_names_and_types_by_node(name, "/")},
-                "reply": {t for t, _ in observer.get_service_names_and_types_by_node(name, "/")},
-                "request": {t for t, _ in observer.get_client_names_and_types_by_node(name, "/")},
-            }
+            def endpoints(name):
+                return {
+                    "publish": {t for t, _ in observer.get_publisher_names_and_types_by_node(name, "/")},
+                    "subscribe": {t for t, _ in observer.get_subscriber_names_and_types_by_node(name, "/")},
+                    "reply": {t for t, _ in observer.get_service_names_and_types_by_node(name, "/")},
+                    "request": {t for t, _ in observer.get_client_names_and_types_by_node(name, "/")},
+                }
 
-        expected_min = {"s2_node": 11, "sim_bridge": 10, "action_executor": 3}  # publishers, once discovery settled
-        assert T.wait_for(lambda: all(len(endpoints(n)["publish"]) >= k for n, k in expected_min.items()), 10)
-        time.sleep(0.5)
-        for name, perms in policy.items():
-            actual = endpoints(name)
-            for kind in perms:
-                missing = actual[kind] - perms[kind]
-                extra = perms[kind] - actual[kind] - {"/clock"}  # /clock: only with use_sim_time
-                assert not missing, f"{name} {kind} not in the policy: {sorted(missing)}"
-                assert not extra, f"{name} {kind} in the policy but not created: {sorted(extra)}"
-        s2 = policy["s2_node"]
-        for topic in ("/image", "/depth", "/camera_info", "/odom", "/instruction", "/s2_node/decide"):
-            assert topic in s2["subscribe"]
-        for topic in ("/s2_node/waypoint", "/s2_node/pixel_goal", "/s2_node/actions", "/s2_node/decision",
-                      "/diagnostics", "/rosout"):
-            assert topic in s2["publish"]
-        assert {"/s2_node/reset", "/s2_node/change_state", "/s2_node/set_parameters"} <= s2["reply"]
+            expected_min = {"s2_node": 11, "sim_bridge": 10, "action_executor": 3}  # publishers, once discovery settled
+            assert T.wait_for(lambda: all(len(endpoints(n)["publish"]) >= k for n, k in expected_min.items()), 10)
+            time.sleep(0.5)
+            for name, perms in policy.items():
+                actual = endpoints(name)
+                for kind in perms:
+                    missing = actual[kind] - perms[kind]
+                    extra = perms[kind] - actual[kind] - {"/clock"}  # /clock: only with use_sim_time
+                    assert not missing, f"{name} {kind} not in the policy: {sorted(missing)}"
+                    assert not extra, f"{name} {kind} in the policy but not created: {sorted(extra)}"
+            s2 = policy["s2_node"]
+            for topic in ("/image", "/depth", "/camera_info", "/odom", "/instruction", "/s2_node/decide"):
+                assert topic in s2["subscribe"]
+            for topic in ("/s2_node/waypoint", "/s2_node/pixel_goal", "/s2_node/actions", "/s2_node/decision",
+                          "/diagnostics", "/rosout"):
+                assert topic in s2["publish"]
+            assert {"/s2_node/reset", "/s2_node/change_state", "/s2_node/set_parameters"} <= s2["reply"]
     finally:
-        executor.shutdown()
-        thread.join(5)
         for n in nodes:
             if hasattr(n, "release"):
                 n.release()

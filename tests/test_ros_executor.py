@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 
 from geometry_msgs.msg import Twist  # noqa: E402
-from internvla_s2_node.ros.executor import SubmitOnceExecutor  # noqa: E402
+from internvla_s2_node.ros.executor import spinning  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from std_msgs.msg import UInt8MultiArray  # noqa: E402
@@ -41,28 +40,22 @@ def test_actions_become_bounded_cmd_vel_and_stop(context):
     twists: list[Twist] = []
     test.create_subscription(Twist, "/cmd_vel", twists.append, reliable_qos(100))
     pub = test.create_publisher(UInt8MultiArray, "/s2_node/actions", reliable_qos(10))
-    executor = SubmitOnceExecutor(num_threads=2, context=context)
-    executor.add_node(node)
-    executor.add_node(test)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
     try:
-        assert T.wait_for(lambda: pub.get_subscription_count() > 0 and node.count_publishers("/cmd_vel") > 0, 10)
-        time.sleep(0.5)  # let the cmd_vel subscription match too
-        pub.publish(UInt8MultiArray(data=bytes([1])))
-        assert T.wait_for(lambda: any(t.linear.x > 0 for t in twists), 3)
-        assert T.wait_for(lambda: twists and twists[-1].linear.x == 0.0 and not node.controller.busy, 3)
-        moving = [t for t in twists if t.linear.x > 0]
-        assert max(t.linear.x for t in moving) <= 0.5 and 2 <= len(moving) <= 8  # 0.1 m at 0.5 m/s, 20 Hz
-        twists.clear()
-        pub.publish(UInt8MultiArray(data=bytes([2, 2, 2])))  # 45 deg at 1 rad/s
-        assert T.wait_for(lambda: any(t.angular.z > 0 for t in twists), 3)
-        pub.publish(UInt8MultiArray(data=bytes([0])))  # STOP
-        assert T.wait_for(lambda: not node.controller.busy and twists[-1].angular.z == 0.0, 3)
-        assert "STOP" in node.controller.last_stop_reason
+        with spinning([node, test], num_threads=2, context=context):
+            assert T.wait_for(lambda: pub.get_subscription_count() > 0 and node.count_publishers("/cmd_vel") > 0, 10)
+            time.sleep(0.5)  # let the cmd_vel subscription match too
+            pub.publish(UInt8MultiArray(data=bytes([1])))
+            assert T.wait_for(lambda: any(t.linear.x > 0 for t in twists), 3)
+            assert T.wait_for(lambda: twists and twists[-1].linear.x == 0.0 and not node.controller.busy, 3)
+            moving = [t for t in twists if t.linear.x > 0]
+            assert max(t.linear.x for t in moving) <= 0.5 and 2 <= len(moving) <= 8  # 0.1 m at 0.5 m/s, 20 Hz
+            twists.clear()
+            pub.publish(UInt8MultiArray(data=bytes([2, 2, 2])))  # 45 deg at 1 rad/s
+            assert T.wait_for(lambda: any(t.angular.z > 0 for t in twists), 3)
+            pub.publish(UInt8MultiArray(data=bytes([0])))  # STOP
+            assert T.wait_for(lambda: not node.controller.busy and twists[-1].angular.z == 0.0, 3)
+            assert "STOP" in node.controller.last_stop_reason
     finally:
-        executor.shutdown()
-        thread.join(5)
         node.destroy_node()
         test.destroy_node()
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import threading
 import time
 
 import numpy as np
@@ -18,7 +17,7 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from internvla_s2_node.ros.executor import SubmitOnceExecutor  # noqa: E402
+from internvla_s2_node.ros.executor import spinning  # noqa: E402
 from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
@@ -47,17 +46,11 @@ def running(context, answers, params=(), delay_s=0.0, compressed=False):
     node = S2Node(engine_factory=T.scripted_engine_factory(answers, delay_s), context=context,
                   parameter_overrides=SMALL + list(params))
     probe = T.Probe(context=context, compressed=compressed)
-    executor = SubmitOnceExecutor(num_threads=4, context=context)
-    executor.add_node(node)
-    executor.add_node(probe)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
     try:
-        assert T.wait_for(lambda: node._active and probe.matched(), 15), "node did not come up / match"
-        yield node, probe
+        with spinning([node, probe], context=context):
+            assert T.wait_for(lambda: node._active and probe.matched(), 15), "node did not come up / match"
+            yield node, probe
     finally:
-        executor.shutdown()
-        thread.join(5)
         node.release()
         node.destroy_node()
         probe.destroy_node()

@@ -17,6 +17,7 @@ future) is submitted again as before.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 from rclpy.executors import (
@@ -87,3 +88,19 @@ class SubmitOnceExecutor(MultiThreadedExecutor):
         finally:
             with self._cv:
                 self._running.discard(handler)
+
+
+@contextlib.contextmanager
+def spinning(nodes, num_threads: int | None = 4, context=None):
+    """``nodes`` spun by a :class:`SubmitOnceExecutor` on a daemon thread for the ``with`` block; the
+    executor is shut down (callbacks finished) on exit. Yields the executor."""
+    executor = SubmitOnceExecutor(num_threads=num_threads, context=context)
+    for node in nodes:
+        executor.add_node(node)
+    thread = threading.Thread(target=executor.spin, name="ros-executor", daemon=True)
+    thread.start()
+    try:
+        yield executor
+    finally:
+        executor.shutdown()
+        thread.join(5)

@@ -40,6 +40,7 @@ from ..sim.backend import Observation
 from ..sim.loop import PolicyFailure
 from ..sim.policies import Policy
 from . import conversions as conv
+from .executor import spinning
 from .qos import latched_qos, reliable_qos, sensor_qos
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "config"
@@ -287,7 +288,7 @@ def s2_policy_session(cfg):
             from .s2_node import S2Node
 
             nodes.append(S2Node())
-        with _spinning(nodes):
+        with spinning(nodes):
             if not nodes[0].wait_for_s2(STARTUP_TIMEOUT_S):
                 raise RuntimeError(f"the S2 node did not come up within {STARTUP_TIMEOUT_S:.0f} s")
             policy = S2RosPolicy(nodes[0], cfg.s2_timeout_s)
@@ -305,22 +306,6 @@ def s2_policy_session(cfg):
                 node.release()
             node.destroy_node()
         rclpy.try_shutdown()
-
-
-@contextlib.contextmanager
-def _spinning(nodes):
-    from .executor import SubmitOnceExecutor
-
-    executor = SubmitOnceExecutor(num_threads=4)
-    for node in nodes:
-        executor.add_node(node)
-    thread = threading.Thread(target=executor.spin, name="ros-executor", daemon=True)
-    thread.start()
-    try:
-        yield executor
-    finally:
-        executor.shutdown()
-        thread.join(5)
 
 
 def main(args=None) -> None:
