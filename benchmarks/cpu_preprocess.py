@@ -21,26 +21,16 @@ import pathlib
 import platform
 import subprocess
 import sys
-import time
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from timing import time_calls  # noqa: E402  (benchmarks/, the script's folder)
+
 from internvla_s2_node.core import prompt
 from internvla_s2_node.core.images import as_rgb, resize_rgb
-
-
-def timeit(fn, reps: int) -> dict:
-    fn()
-    ts = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        fn()
-        ts.append((time.perf_counter() - t0) * 1e3)
-    ts.sort()
-    return {"p50": round(ts[len(ts) // 2], 3), "p90": round(ts[int(len(ts) * 0.9)], 3), "min": round(ts[0], 3)}
 
 
 def main() -> None:
@@ -83,11 +73,11 @@ def main() -> None:
             msg = ImageMsg(height=h, width=w, encoding=enc, step=w * 3, is_bigendian=0)
             msg.data = rgb.tobytes()
             raw = serialize_message(msg)
-            rows[f"deserialize ({enc})"] = timeit(lambda: deserialize_message(raw, ImageMsg), args.reps)
-            rows[f"to_rgb ({enc})"] = timeit(lambda: image_to_rgb(msg), args.reps)
+            rows[f"deserialize ({enc})"] = time_calls(lambda: deserialize_message(raw, ImageMsg), args.reps)
+            rows[f"to_rgb ({enc})"] = time_calls(lambda: image_to_rgb(msg), args.reps)
     except ImportError as exc:
         print("no rclpy here, skipping the message stages:", exc)
-    rows["resize to 384x384"] = timeit(lambda: resize_rgb(as_rgb(rgb), 384, 384), args.reps)
+    rows["resize to 384x384"] = time_calls(lambda: resize_rgb(as_rgb(rgb), 384, 384), args.reps)
 
     from internvla_s2_node.core.backbone import load_backbone
     from internvla_s2_node.core.fast_generation import FastGenerator
@@ -114,9 +104,9 @@ def main() -> None:
             text = b.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             b.processor(text=[text], images=list(images), return_tensors="pt")
 
-        rows[f"fast_prep ({arch}: template + 1 new frame + ids)"] = timeit(fast_prep, args.reps)
-        rows[f"  of which image processor, 1 frame ({arch})"] = timeit(lambda: b.processor.image_processor(images=[frames[0]], return_tensors="pt"), args.reps)
-        rows[f"plain_prep ({arch}: template + processor on 9 frames)"] = timeit(plain_prep, max(10, args.reps // 3))
+        rows[f"fast_prep ({arch}: template + 1 new frame + ids)"] = time_calls(fast_prep, args.reps)
+        rows[f"  of which image processor, 1 frame ({arch})"] = time_calls(lambda: b.processor.image_processor(images=[frames[0]], return_tensors="pt"), args.reps)
+        rows[f"plain_prep ({arch}: template + processor on 9 frames)"] = time_calls(plain_prep, max(10, args.reps // 3))
 
     md = [
         f"Host cost per S2 step before the model runs: {env['cpu']} ({env['cpu_count']} cores, torch threads {env['torch_threads']}, "

@@ -53,6 +53,8 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from timing import pct  # noqa: E402  (benchmarks/, the script's folder)
+
 # The instruction of benchmarks/s2_step.py: 9 frames + this prompt = 1406 tokens on Qwen3-VL.
 INSTRUCTION = (
     "Walk out of the bedroom, turn left and go down the hallway past the bathroom, "
@@ -363,13 +365,9 @@ def settle(driver, last_stamp: int, timeout: float = 8.0) -> dict:
 
 
 # ------------------------------------------------------------------ statistics
-def pct(values, q: float):
-    return float(np.percentile(values, q)) if len(values) else None
-
-
 def ms_stats(values_s: list[float]) -> dict:
     v = [x * 1e3 for x in values_s]
-    return {"p50": pct(v, 50), "p90": pct(v, 90), "mean": float(np.mean(v)) if v else None, "max": max(v) if v else None, "n": len(v)}
+    return {"p50": pct(v, 0.5), "p90": pct(v, 0.9), "mean": float(np.mean(v)) if v else None, "max": max(v) if v else None, "n": len(v)}
 
 
 def decompose(decisions: list[dict], stamps: set[int]) -> list[dict]:
@@ -409,7 +407,7 @@ def summarize_phase(seg: dict, decisions: list[dict], before: dict, after: dict)
     kinds: dict[str, int] = {}
     for r in rows:
         kinds[r["kind"]] = kinds.get(r["kind"], 0) + 1
-    step_med = pct([r["step"] for r in rows], 50) or 0.0
+    step_med = pct([r["step"] for r in rows], 0.5) or 0.0
     return {
         "rate_hz": seg["rate_hz"], "seconds": seg["seconds"], "published": published,
         "achieved_hz": published / seg["seconds"] if seg["seconds"] else None,

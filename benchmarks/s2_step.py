@@ -32,6 +32,8 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from timing import pct, time_calls  # noqa: E402  (benchmarks/, the script's folder)
+
 from internvla_s2_node.core import prompt
 from internvla_s2_node.core.backbone import BackboneKind, LoadedBackbone
 from internvla_s2_node.core.fast_generation import FastGenerator
@@ -183,15 +185,6 @@ class PlainTimed:
         return Generated(decoded, new_ids, timing)
 
 
-def pct(xs, q):
-    xs = sorted(xs)
-    if not xs:
-        return float("nan")
-    k = (len(xs) - 1) * q
-    lo, hi = int(np.floor(k)), int(np.ceil(k))
-    return xs[lo] + (xs[hi] - xs[lo]) * (k - lo)
-
-
 def run_episode(gens: dict, frames, steps: int, num_history: int, sync, record: bool, rng_seed: int = 0):
     picker = prompt.ConjunctionPicker(rng_seed, "random")
     rows = []
@@ -316,24 +309,15 @@ def gpu_profile(fast, processor, frame, sync) -> dict:
     grid = torch.tensor([entry.grid], device=fast.device)
     out["vision_one_frame_ms"] = events(lambda: fast._encode([type(entry)(entry.grid, entry.n_tokens, entry.size, entry.pixels)]), 5)
     # The image processor on one frame (the fast path's per-step CPU work), three ways.
-    def host_ms(fn, reps=40):
-        fn()
-        ts = []
-        for _ in range(reps):
-            t0 = time.perf_counter()
-            fn()
-            ts.append((time.perf_counter() - t0) * 1e3)
-        return {"p50": round(pct(ts, 0.5), 2), "p90": round(pct(ts, 0.9), 2), "max": round(max(ts), 2)}
-
     ip = fast.image_processor
-    out["image_processor_ms"] = host_ms(lambda: ip(images=[frame], return_tensors="pt")["pixel_values"].to(fast.device))
+    out["image_processor_ms"] = time_calls(lambda: ip(images=[frame], return_tensors="pt")["pixel_values"].to(fast.device), 40)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    out["image_processor_1thread_ms"] = host_ms(lambda: ip(images=[frame], return_tensors="pt")["pixel_values"].to(fast.device))
+    out["image_processor_1thread_ms"] = time_calls(lambda: ip(images=[frame], return_tensors="pt")["pixel_values"].to(fast.device), 40)
     torch.set_num_threads(threads)
     try:
         on_gpu = ip(images=[frame], return_tensors="pt", device=str(fast.device))["pixel_values"]
-        out["image_processor_on_gpu_ms"] = host_ms(lambda: ip(images=[frame], return_tensors="pt", device=str(fast.device))["pixel_values"].sum().item())
+        out["image_processor_on_gpu_ms"] = time_calls(lambda: ip(images=[frame], return_tensors="pt", device=str(fast.device))["pixel_values"].sum().item(), 40)
         ref = ip(images=[frame], return_tensors="pt")["pixel_values"]
         out["image_processor_on_gpu_max_abs_diff"] = float((on_gpu.cpu().float() - ref.float()).abs().max())
     except Exception as exc:  # noqa: BLE001
