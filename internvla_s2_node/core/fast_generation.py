@@ -523,7 +523,6 @@ class FastGenerator:
         self._out = torch.zeros(1, dtype=torch.long, device=dev)
         self._host_tokens: torch.Tensor | None = None  # pinned copies of each step's token (CUDA)
         self._token_events: list = []
-        self._first_token_at: float | None = None
         self._capacity = 0
         self._keys: list[torch.Tensor] = []
         self._values: list[torch.Tensor] = []
@@ -572,7 +571,7 @@ class FastGenerator:
         t2 = time.perf_counter()
         prompt = self._prompt_inputs(ids, entries)  # host work while the tower runs; uploaded without a sync
         self._prefill(prompt, entries)
-        new_ids = self._read_tokens()
+        new_ids, t3 = self._read_tokens()
         t4 = time.perf_counter()
         with self._lock:
             if self._epoch == epoch:
@@ -581,7 +580,6 @@ class FastGenerator:
         self.stats["calls"] += 1
         self.stats["new_tokens"] += len(new_ids)
         vision = t2 - t1 if events is None else events[0].elapsed_time(events[1]) / 1e3
-        t3 = self._first_token_at or t4
         timing = {
             "preprocess": t1 - t0,
             "preprocess_template": ta - t0,
@@ -727,15 +725,16 @@ class FastGenerator:
         return self._deep[:n]
 
     # ------------------------------------------------------------------ prefill
-    def _position_ids(self, input_ids: torch.Tensor, grid: torch.Tensor | None) -> tuple[torch.Tensor, int]:
+    def _position_ids(self, ids: list[int], input_ids: torch.Tensor, grids: list[tuple[int, int, int]]) -> tuple[torch.Tensor, int]:
         """The three mrope rows ``[3, 1, L]`` from the model's ``get_rope_index``, and the decode offset.
         Memoized: within an episode the prompt's ids repeat (same instruction, same frame count)."""
-        key = (tuple(input_ids[0].tolist()), None if grid is None else tuple(map(tuple, grid.tolist())))
+        key = (tuple(ids), tuple(grids))
         hit = self._rope_memo.get(key)
         if hit is not None:
             self._rope_memo.move_to_end(key)
             self.stats["rope_hits"] += 1
             return hit
+        grid = torch.tensor(grids, dtype=torch.long) if grids else None
         hit = self._rope_memo[key] = self._compute_position_ids(input_ids, grid)
         while len(self._rope_memo) > ROPE_MEMO:
             self._rope_memo.popitem(last=False)
@@ -756,10 +755,9 @@ class FastGenerator:
         the device as one upload that does not wait for the GPU (pinned memory)."""
         L = len(ids)
         bucket = -(-L // PREFILL_BUCKET) * PREFILL_BUCKET
-        self._ensure_capacity(bucket + self.max_new_tokens + 1)
+        self._ensure_capacity(bucket + self.max_new_tokens)
         input_ids = torch.tensor([ids], dtype=torch.long)
-        grid = torch.tensor([e.grid for e in entries], dtype=torch.long) if entries else None
-        mpos, delta = self._position_ids(input_ids, grid)
+        mpos, delta = self._position_ids(ids, input_ids, [e.grid for e in entries])
         # Pad at the end: token 0, positions continuing after the last one (real tokens never see them).
         pad = bucket - L
         last_pos = int(mpos.max()) if L else -1
@@ -932,17 +930,17 @@ class FastGenerator:
             self.stats["decode_graphs_captured"] += 1
         return self._decode_graph.replay
 
-    def _read_tokens(self) -> list[int]:
-        """The prefill's token, then decode steps until EOS or ``max_new_tokens``. With graphs the next
-        step is queued before the previous token is read (no host round trip between steps on CUDA);
-        after an EOS one queued step is scratch work, finished before the next call's GPU work."""
-        self._first_token_at = None
+    def _read_tokens(self) -> tuple[list[int], float]:
+        """The prefill's token, then decode steps until EOS or ``max_new_tokens``; also when the first
+        token was read (``perf_counter``). With graphs the next step is queued before the previous token
+        is read (no host round trip between steps on CUDA); after an EOS one queued step is scratch
+        work, finished before the next call's GPU work."""
         if not self.graphs or "decode" in self.failures:
             new_ids = [int(self._out.item())]
-            self._first_token_at = time.perf_counter()
+            first_at = time.perf_counter()
             if new_ids[0] not in self.eos_ids:
                 self._decode_loop(new_ids)
-            return new_ids
+            return new_ids, first_at
         n = self.max_new_tokens
         if self._host_tokens is None or self._host_tokens.numel() < n:
             cuda = self.device.type == "cuda" and not self.fake_graphs
@@ -965,13 +963,13 @@ class FastGenerator:
             tok = int(host[i])
             new_ids.append(tok)
             if i == 0:
-                self._first_token_at = time.perf_counter()
+                first_at = time.perf_counter()
             if tok in self.eos_ids or i + 1 >= n:
                 break
             if i + 2 < n:
                 run()
                 fetch(i + 2)
-        return new_ids
+        return new_ids, first_at
 
     def _decode_loop(self, new_ids: list[int]) -> None:
         run = self._decode_runner()
