@@ -40,9 +40,9 @@ def test_soak_short(tmp_path):
     assert b["slot_len_max"] <= 1
     assert 0 < b["history_frames_max"] <= CAPACITY
     assert b["depth_buffer_max"] <= 10 and b["odom_buffer_max"] <= 2.0 * 30 + 5
-    # Throughput is not asserted: the node process intermittently starves (the executor's spin thread at
-    # ~100% of a core, model steps 10-40x slower in wall time than in CPU time; see
-    # benchmarks/results/soak_tiny_cpu_2026-11-24.md, an open finding). Enough frames for the bounds:
+    # Throughput is not asserted: best-effort delivery of 640x480 frames with Fast DDS's default transport
+    # varies with host load (benchmarks/results/soak_tiny_cpu_2026-11-25.md; the spin-thread starvation of
+    # the 2026-11-24 run is fixed by ros/executor.py). Enough frames for the bounds:
     assert t["frames_received"] > 40 and t["inferences"] >= 3
     # every frame the model had no time for was counted as dropped (a few go stale at the episode change)
     assert t["frames_dropped"] > 0 and t["frames_dropped"] + t["inferences"] <= t["frames_received"]
