@@ -21,6 +21,7 @@ from ..core.geometry import yaw_of
 from . import conversions as conv
 from . import params
 from .controller import Command, Controller, ControllerConfig, Pose2D
+from .executor import spin
 from .qos import reliable_qos, sensor_qos
 
 STOP_REPEATS = 3  # zero Twists sent when stopping (cmd_vel may be best effort downstream)
@@ -114,8 +115,6 @@ class ActionExecutor(Node):
 
 
 def main(args=None) -> None:
-    from .s2_node import spin
-
     rclpy.init(args=args)
     spin([ActionExecutor()], num_threads=2)
 

@@ -21,7 +21,8 @@ from typing import Callable, Sequence
 import rclpy
 from rclpy.utilities import remove_ros_args
 
-from .s2_node import S2Node, spin
+from .executor import spin
+from .s2_node import S2Node
 
 NodeFactory = Callable[..., "rclpy.node.Node"]
 
