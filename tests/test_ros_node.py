@@ -27,9 +27,10 @@ from std_srvs.srv import Trigger  # noqa: E402
 from internvla_s2_node.ros import outputs as out  # noqa: E402
 from internvla_s2_node.ros import testing as T  # noqa: E402
 from internvla_s2_node.ros.s2_node import S2Node  # noqa: E402
+from ros_domains import domain  # noqa: E402
 
 pytestmark = pytest.mark.ros
-DOMAIN_ID = 63
+DOMAIN_ID = domain("ros_node")
 SMALL = [Parameter("resize_w", value=56), Parameter("resize_h", value=56)]
 
 

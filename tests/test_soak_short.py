@@ -13,13 +13,16 @@ import subprocess
 import sys
 
 import pytest
+from ros_domains import domain  # noqa: E402
 
 pytest.importorskip("rclpy")
 pytest.importorskip("transformers")
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-DOMAIN_ID = 106
+
+
+DOMAIN_ID = domain("soak_short")
 CAPACITY = 32
 
 
