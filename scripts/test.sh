@@ -4,5 +4,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source scripts/env.sh
-export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-91}
 exec .venv/bin/python -m pytest tests "$@"

@@ -28,9 +28,12 @@ from std_msgs.msg import String  # noqa: E402
 from internvla_s2_node.ros.qos import reliable_qos  # noqa: E402
 from ros_helpers import biased_checkpoint, wait_for  # noqa: E402
 from internvla_s2_node.sim import results  # noqa: E402
+from ros_domains import domain  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
-DOMAIN_ID = 104
+
+
+DOMAIN_ID = domain("faults_eval_kill")
 EPISODES, TIMEOUT_S = 4, 8.0
 
 

@@ -26,9 +26,12 @@ from internvla_s2_node.ros import outputs as out  # noqa: E402
 from internvla_s2_node.ros import s2_node as s2  # noqa: E402
 import ros_helpers as T  # noqa: E402
 from internvla_s2_node.ros.qos import reliable_qos  # noqa: E402
+from ros_domains import domain  # noqa: E402
 
 pytestmark = pytest.mark.ros
-DOMAIN_ID = 105
+
+
+DOMAIN_ID = domain("faults_step")
 
 
 class FaultyGenerator(T.ScriptedGenerator):

@@ -22,9 +22,12 @@ from geometry_msgs.msg import Twist  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
 import ros_helpers as T  # noqa: E402
+from ros_domains import domain  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
-DOMAIN_ID = 68
+
+
+DOMAIN_ID = domain("ros_bringup_process")
 
 
 def test_bringup_runs_s2_node_and_action_executor_in_one_process(tmp_path):

@@ -19,9 +19,12 @@ import ros_helpers as T  # noqa: E402
 from internvla_s2_node.ros.action_executor import ActionExecutor  # noqa: E402
 from internvla_s2_node.ros.qos import reliable_qos  # noqa: E402
 from internvla_s2_node.ros.s2_node import S2Node  # noqa: E402
+from ros_domains import domain  # noqa: E402
 
 pytestmark = pytest.mark.ros
-DOMAIN_ID = 65
+
+
+DOMAIN_ID = domain("ros_executor")
 
 
 @pytest.fixture

@@ -31,9 +31,12 @@ from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
 import ros_helpers as T  # noqa: E402
+from ros_domains import domain  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
-DOMAIN_ID = 64
+
+
+DOMAIN_ID = domain("ros_s2_process")
 NODE = "/s2_node"
 
 

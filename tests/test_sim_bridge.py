@@ -6,6 +6,7 @@ import sys
 
 import pytest
 from fixtures_models import tiny_checkpoint  # noqa: F401
+from ros_domains import domain as ros_domain
 
 from internvla_s2_node.core.actions import Action
 from internvla_s2_node.ros.pipeline import RequestMatcher
@@ -25,7 +26,7 @@ def run_eval(out, model, domain, *extra):
 
 
 def test_tiny_checkpoint_end_to_end_over_dds(tmp_path, tiny_checkpoint):
-    proc, records = run_eval(tmp_path, tiny_checkpoint("qwen3_vl"), 71, "--limit", "2", "--max-steps", "5")
+    proc, records = run_eval(tmp_path, tiny_checkpoint("qwen3_vl"), ros_domain("sim_bridge"), "--limit", "2", "--max-steps", "5")
     assert len(records) == 2
     for r in records:
         assert r["policy"] == "s2" and r["reason"] in {"stop", "max_steps", "idle"}
@@ -39,7 +40,7 @@ def test_tiny_checkpoint_end_to_end_over_dds(tmp_path, tiny_checkpoint):
 @pytest.mark.parametrize("answer", ["forward", "pixel"])
 def test_decisions_drive_the_simulated_robot(tmp_path, tiny_checkpoint, answer):
     model = biased_checkpoint(tiny_checkpoint("qwen3_vl"), tmp_path / f"biased-{answer}", answer)
-    _, records = run_eval(tmp_path / "out", model, 72 if answer == "forward" else 73, "--limit", "1", "--max-steps", "6")
+    _, records = run_eval(tmp_path / "out", model, ros_domain("sim_bridge_forward" if answer == "forward" else "sim_bridge_stop"), "--limit", "1", "--max-steps", "6")
     (r,) = records
     assert r["steps"] == 6 and r["reason"] == "max_steps"
     assert len(r["trajectory"]) == 7
