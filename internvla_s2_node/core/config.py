@@ -11,6 +11,7 @@ ATTN_IMPLEMENTATIONS = ("auto", "flash_attention_2", "sdpa", "eager")
 LOOK_DOWN_MODES = ("requery", "command")
 CONJUNCTION_MODES = ("random", "first")
 FAST_PATH_MODES = ("auto", "on", "off")
+PROMPT_PUNCTUATIONS = ("one_period", "habitat_evaluator")  # core.prompt.PUNCTUATION_MODES
 
 
 @dataclasses.dataclass
@@ -26,6 +27,7 @@ class EngineConfig:
     max_new_tokens: int = 24
     look_down_mode: str = "requery"
     conjunction_mode: str = "random"
+    prompt_punctuation: str = "one_period"  # see core.prompt.instruction_text
     seed: int = 0
     min_depth: float = 0.1
     max_depth: float = 10.0
@@ -49,6 +51,7 @@ class EngineConfig:
             ("attn_implementation", ATTN_IMPLEMENTATIONS),
             ("look_down_mode", LOOK_DOWN_MODES),
             ("conjunction_mode", CONJUNCTION_MODES),
+            ("prompt_punctuation", PROMPT_PUNCTUATIONS),
             ("fast_path", FAST_PATH_MODES),
         ):
             if getattr(self, name) not in allowed:

@@ -134,7 +134,7 @@ class S2Engine:
         if index is None:
             index = self.history.append(current)
         history = self.history.select(index, self.cfg.num_history)
-        text = prompt.build_user_text(instruction, len(history), self._conjunctions.pick())
+        text = prompt.build_user_text(instruction, len(history), self._conjunctions.pick(), self.cfg.prompt_punctuation)
         images = [img for _, img in history] + [current]
         keys: list[int | None] = [i for i, _ in history] + [index]
         messages = [prompt.user_message(text, images)]

@@ -30,6 +30,7 @@ from ..core.config import (
     DTYPES,
     FAST_PATH_MODES,
     LOOK_DOWN_MODES,
+    PROMPT_PUNCTUATIONS,
     EngineConfig,
 )
 
@@ -97,6 +98,9 @@ ENGINE_SPECS: tuple[Spec, ...] = (
     _s("look_down_mode", "requery", "requery: ask again on the current frame; command: publish LOOK_DOWN and use the next "
        "frame as the look-down image", choices=LOOK_DOWN_MODES, lifecycle=True),
     _s("conjunction_mode", "random", "phrase introducing the current frame", choices=CONJUNCTION_MODES, lifecycle=True),
+    _s("prompt_punctuation", "one_period", "one_period: the instruction ends with one period before 'Where should you "
+       "go next' (upstream's robot agent for period-terminated text); habitat_evaluator: no period there, the token "
+       "ids of upstream's Habitat evaluator", choices=PROMPT_PUNCTUATIONS, lifecycle=True),
     _s("seed", 0, "seed of the phrase picker", low=0, high=INT_MAX, lifecycle=True),
     _s("min_depth", 0.1, "nearest valid depth (m)", low=0.0, high=100.0, lifecycle=True),
     _s("max_depth", 10.0, "farthest valid depth (m)", low=0.01, high=1000.0, lifecycle=True),
