@@ -160,8 +160,13 @@ def test_configuration_matches_the_r2r_setting(fake_habitat):
     assert sim_cfg.scene_dataset_config_file.endswith("mp3d.scene_dataset_config.json")
     rgb, depth = agent_cfg.sensor_specifications
     assert (rgb.uuid, rgb.sensor_type, depth.uuid, depth.sensor_type) == ("rgb", "COLOR", "depth", "DEPTH")
+    # Agent 1.5 m tall, radius 0.1 m, camera at 1.25 m: habitat-lab's defaults, which upstream's R2R config
+    # keeps (InternNav scripts/eval/configs/vln_r2r.yaml @7a5c624 lines 6 and 20-32 set the rgbd_agent's
+    # sensor sizes only; habitat-lab habitat/config/default_structured_configs.py @0fb6f43 line 1544
+    # `position ... [0.0, 1.25, 0.0]`, lines 1727-1728 `height: float = 1.5`, `radius: float = 0.1`).
+    assert (agent_cfg.height, agent_cfg.radius) == (1.5, 0.1)
     for s in (rgb, depth):
-        assert s.resolution == [480, 640] and s.hfov == 79.0 and s.position == [0.0, 0.88, 0.0]
+        assert s.resolution == [480, 640] and s.hfov == 79.0 and s.position == [0.0, 1.25, 0.0]
         assert s.sensor_subtype == "PINHOLE"
     space = agent_cfg.action_space
     assert set(space) == {"move_forward", "turn_left", "turn_right", "look_up", "look_down"}
@@ -169,6 +174,14 @@ def test_configuration_matches_the_r2r_setting(fake_habitat):
     assert space["turn_left"].actuation.amount == space["turn_right"].actuation.amount == 15.0
     assert space["look_down"].actuation.amount == 15.0 and space["look_down"].actuation.constraint == 60.0
     assert all(spec.name == key for key, spec in space.items())
+
+
+def test_rxr_agent_setting_is_a_named_option(fake_habitat):
+    # VLN-CE's RxR setting (agent and camera 0.88 m, radius 0.18 m), kept for RxR episodes.
+    cfg = hb.build_configuration(fake_habitat, SimConfig.for_agent("rxr"), "/scenes/x.glb")
+    (agent_cfg,) = cfg.agents
+    assert (agent_cfg.height, agent_cfg.radius) == (0.88, 0.18)
+    assert all(s.position == [0.0, 0.88, 0.0] for s in agent_cfg.sensor_specifications)
 
 
 def test_backend_converts_frames_and_tracks_pitch(fake_habitat, tmp_path):

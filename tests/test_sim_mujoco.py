@@ -49,7 +49,8 @@ def test_generator_is_deterministic_and_bundled_scenes_are_sound():
 def test_render_is_non_trivial_metric_and_view_dependent():
     backend = MujocoBackend(SimConfig(width=W, height=H))
     backend.load_scene("house_c.json")
-    room = backend.spec.rooms[0]
+    # The largest room: from its centre the 1.25 m camera sees floor and furniture below the walls.
+    room = max(backend.spec.rooms, key=lambda r: (r.bounds[2] - r.bounds[0]) * (r.bounds[3] - r.bounds[1]))
     views = [backend.place(np.append(room.center, 0.0), yaw) for yaw in (0.0, math.pi / 2, math.pi)]
     for obs in views:
         assert obs.rgb.shape == (H, W, 3) and obs.rgb.dtype == np.uint8
@@ -64,9 +65,9 @@ def test_render_is_non_trivial_metric_and_view_dependent():
 
 
 def test_depth_and_pose_agree_with_the_pinhole_model(box_backend):
-    obs = box_backend.place([2.0, 1.5, 0.0], 0.0)
+    obs = box_backend.place([1.0, 1.5, 0.0], 0.0)  # 2.94 m from the wall: the 30 deg look-down ray meets the floor first
     cy, cx = H // 2, W // 2
-    assert obs.depth[cy, cx] == pytest.approx(1.94, abs=0.02)
+    assert obs.depth[cy, cx] == pytest.approx(2.94, abs=0.02)
     t = obs.t_world_optical
     for v in range(cy - 20, cy + 21, 10):
         for u in range(cx - 40, cx + 41, 20):
@@ -76,7 +77,7 @@ def test_depth_and_pose_agree_with_the_pinhole_model(box_backend):
     down = box_backend.step(Action.LOOK_DOWN)
     assert down.camera_pitch_deg == 30.0
     assert down.t_world_optical[2, 2] < 0  # optical axis points down
-    assert down.depth[cy, cx] == pytest.approx(0.88 / math.sin(math.radians(30)), abs=0.03)  # hits the floor
+    assert down.depth[cy, cx] == pytest.approx(1.25 / math.sin(math.radians(30)), abs=0.03)  # floor, camera at R2R's 1.25 m
     p = down.t_world_optical @ np.append(pixel_to_camera(cx, cy, float(down.depth[cy, cx]), down.intrinsics), 1.0)
     assert p[2] == pytest.approx(0.0, abs=0.02)
 

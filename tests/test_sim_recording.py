@@ -12,7 +12,7 @@ def test_oracle_recordings_become_training_samples(tmp_path):
     rec = tmp_path / "rec"
     evaluate(EvalConfig(out=tmp_path / "out", policies=("oracle",), limit=2, width=128, height=96, maps=False,
                         progress=False, record=str(rec)))
-    episodes, report = scan([DataSource(rec, CameraSetup(88, 0, 30))], on_error="raise")
+    episodes, report = scan([DataSource(rec, CameraSetup(125, 0, 30))], on_error="raise")
     assert report.episodes == 2 and not report.skipped
     kinds = set()
     for i, ep in enumerate(episodes):

@@ -78,7 +78,7 @@ def build_configuration(hsim, config: SimConfig, scene_path: str, scene_dataset_
     sim_cfg.enable_physics = False
 
     agent_cfg = hsim.agent.AgentConfiguration()
-    agent_cfg.height = config.camera_height
+    agent_cfg.height = config.agent_height
     agent_cfg.radius = config.agent_radius
     agent_cfg.sensor_specifications = [
         _camera_spec(hsim, RGB_UUID, hsim.SensorType.COLOR, config),
