@@ -29,6 +29,7 @@ from ..core.config import (
     DEVICE_RE,
     DTYPES,
     FAST_PATH_MODES,
+    LOOK_DOWN_IN_LIST,
     LOOK_DOWN_MODES,
     PROMPT_PUNCTUATIONS,
     EngineConfig,
@@ -105,7 +106,13 @@ ENGINE_SPECS: tuple[Spec, ...] = (
     _s("min_depth", 0.1, "nearest valid depth (m)", low=0.0, high=100.0, lifecycle=True),
     _s("max_depth", 10.0, "farthest valid depth (m)", low=0.01, high=1000.0, lifecycle=True),
     _s("depth_window", 5, "search radius (px) for a valid depth around the pixel goal", low=0, high=100, lifecycle=True),
-    _s("max_actions", 16, "longest action sequence taken from one answer", low=1, high=256, lifecycle=True),
+    _s("max_actions", 128, "longest action sequence taken from one answer (upstream executes all of an answer of "
+       "up to 128 tokens)", low=1, high=1024, lifecycle=True),
+    _s("look_down_in_list", "skip", "skip: a ↓ among other actions is dropped and the moves around it are published "
+       "(upstream's robot client); execute: it stays in the list, the simulator tilts and runs the rest tilted "
+       "(upstream's Habitat evaluator; needs look_down_mode command)", choices=LOOK_DOWN_IN_LIST, lifecycle=True),
+    _s("max_look_downs", 2, "command mode: look-down turns in a row before an answer of ↓ gives no decision "
+       "(2: 60 deg, upstream's tilt after a second ↓)", low=1, high=5, lifecycle=True),
     _s("max_instruction_chars", 2000, "longer instructions are rejected", low=1, high=1000000, lifecycle=True),
 )
 
