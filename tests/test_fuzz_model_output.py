@@ -149,6 +149,7 @@ def test_decision_path_on_arbitrary_model_output(engines, answers, frame, mode, 
     for _ in range(history):
         engine.observe(frame.rgb)
     check_decision(engine.step(frame), frame)
-    if engine.pending_look_down:  # command mode: the next frame is the look-down image
-        check_decision(engine.step(dataclasses.replace(frame, stamp=(frame.stamp or 0) + 0.1), None), frame)
-        assert not engine.pending_look_down
+    for _ in range(engine.cfg.max_look_downs):  # command mode: the next frame is the look-down image
+        if engine.pending_look_down:
+            check_decision(engine.step(dataclasses.replace(frame, stamp=(frame.stamp or 0) + 0.1), None), frame)
+    assert not engine.pending_look_down  # at most max_look_downs look-down turns in a row

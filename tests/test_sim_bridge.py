@@ -55,8 +55,13 @@ def test_sim_bridge_help_describes_the_bridge():
     proc = subprocess.run([sys.executable, "-m", "internvla_s2_node.ros.sim_bridge", "--help"], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith("usage: sim_bridge") and "internvla-s2-eval --s2-mode external" in proc.stdout
-    assert "--policy" not in proc.stdout  # not the evaluation's usage (it was before the evaluation moved out)
+    text = " ".join(proc.stdout.split())
+    assert text.startswith("usage: sim_bridge") and "internvla-s2-eval --s2-mode external" in text
+    assert "--policy" not in text  # not the evaluation's usage (it was before the evaluation moved out)
+    bad = subprocess.run([sys.executable, "-m", "internvla_s2_node.ros.sim_bridge", "--out", "x"], capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == ["sim_bridge: unrecognized arguments: --out x; "
+                                                                      "see sim_bridge --help"]
 
 
 def test_request_matcher_pairs_by_stamp_in_either_order():

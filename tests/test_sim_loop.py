@@ -86,7 +86,7 @@ def test_look_down_requeries_with_the_tilted_view_then_tilts_back(backend, episo
     ep = episodes[2]
     backend.reset(ep)
     goal = backend.snap_to_navigable(ep.goal_world)
-    policy = ScriptedPolicy([[Action.LOOK_DOWN, Action.FORWARD], goal, [Action.LOOK_DOWN], [Action.LEFT], [Action.STOP]])
+    policy = ScriptedPolicy([[Action.LOOK_DOWN], goal, [Action.LOOK_DOWN], [Action.LEFT], [Action.STOP]])
     r = run_episode(backend, ep, policy, config=LoopConfig(waypoint_max_steps=3))
     pitches = [o.camera_pitch_deg for o in policy.seen]
     assert pitches == [0.0, 30.0, 0.0, 30.0, 0.0]
@@ -121,3 +121,56 @@ def test_rendered_episode_feeds_the_observer_and_plots(tmp_path, episodes):
     assert png.stat().st_size > 10_000 and bars.stat().st_size > 10_000
     saved = json.loads(json.dumps(r.to_json()))
     assert saved["reason"] == "stop" and saved["metrics"]["success"] == 1.0 and saved["actions"][-1] == 0
+
+
+D, F, L, R, U, S = Action.LOOK_DOWN, Action.FORWARD, Action.LEFT, Action.RIGHT, Action.LOOK_UP, Action.STOP
+
+
+def test_look_down_inside_a_list_tilts_and_runs_on_and_a_final_one_asks_again(backend, episodes):
+    """InternNav habitat_vln_evaluator.py:823-828 keeps ↓ (5) in the parsed list; :877-880 executes it as two
+    LOOK_DOWN steps and the following moves run tilted without asking; only when the list is used up after
+    a ↓ does the next iteration ask with the tilted frame (:731-739)."""
+    policy = ScriptedPolicy([[D, F], [F, D], [R], [S]])
+    r = run_episode(backend, episodes[0], policy)
+    assert [o.camera_pitch_deg for o in policy.seen] == [0.0, 0.0, 30.0, 0.0]
+    assert r.actions == [D, D, F, U, U, F, D, D, R, U, U, S]
+    assert r.steps == 4 and r.policy_calls == 4
+
+
+def test_down_answered_on_a_look_down_turn_tilts_again_up_to_the_limit(backend, episodes):
+    """A ↓ on the look-down turn: upstream tilts 30 deg more (60 in all) and asks a third turn
+    (:823-828 -> :877-880 -> :731-739). The backend's max_tilt_deg (60) bounds it: a further ↓ asks nothing."""
+    policy = ScriptedPolicy([[D], [D], [L], [S]])
+    r = run_episode(backend, episodes[0], policy)
+    assert [o.camera_pitch_deg for o in policy.seen] == [0.0, 30.0, 60.0, 0.0]
+    assert r.actions == [D, D, D, D, L, U, U, U, U, S]
+    policy = ScriptedPolicy([[D], [D], [D], [S]])
+    r = run_episode(backend, episodes[0], policy)
+    assert [o.camera_pitch_deg for o in policy.seen] == [0.0, 30.0, 60.0, 0.0]
+    assert r.policy_calls == 4 and backend.camera_pitch_deg == 0.0
+
+
+@pytest.mark.parametrize("upstream", [False, True])
+def test_upstream_evaluator_switch_counts_a_step_and_repeats_the_frame_when_the_follower_stops(backend, episodes,
+                                                                                              upstream):
+    """habitat_vln_evaluator.py:834-848: when forward_action > MAX_STEPS or the follower says STOP, upstream
+    does ``step_id += 1; continue`` without env.step, so the next iteration appends the same observation to
+    rgb_list (:728-729) and decides on it. LoopConfig.upstream_evaluator reproduces it; off by default."""
+    ep = episodes[0]
+    backend.reset(ep)
+    far = backend.snap_to_navigable(ep.goal_world)
+    observed = []
+    policy = ScriptedPolicy([far, [S]])
+    cfg = LoopConfig(waypoint_max_steps=3, upstream_evaluator=upstream)
+    r = run_episode(backend, ep, policy, config=cfg, observer=lambda obs, action: observed.append((obs, action)))
+    assert r.actions == [a for _, a in observed if a is not None]
+    if not upstream:
+        assert r.steps == 3 + 1 and all(a is not None for _, a in observed)
+        return
+    assert r.steps == 3 + 1 + 1 and len(r.trajectory) == r.steps + 1
+    assert [a for _, a in observed][3] is None  # the step that moved nothing
+    repeated, before = observed[3][0], observed[2][0]
+    assert repeated is not before and repeated.step == before.step
+    assert np.array_equal(repeated.t_world_base, before.t_world_base)
+    assert policy.seen[1] is repeated  # the next decision is on the repeated frame
+    assert np.allclose(r.trajectory[-2], r.trajectory[-3])  # no movement for the counted step

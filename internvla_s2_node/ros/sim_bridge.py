@@ -1,4 +1,7 @@
-"""``sim_bridge``: the ROS side of a simulated robot, for the S2 node.
+"""``sim_bridge``: the ROS side of a simulated robot, for the S2 node. What it publishes comes from an
+evaluation, which creates this node in its own process: to evaluate an S2 node started elsewhere run
+internvla-s2-eval --s2-mode external --out DIR [--ros-args ...] (sim.launch.py does). Run on its own
+it only advertises its topics and spins (e.g. to check its enclave, docs/SECURITY.md).
 
 The bridge publishes what a robot would (relative names, as the S2 node subscribes):
 ``image`` (rgb8), ``depth`` (32FC1, metres), ``camera_info``, ``odom`` (base pose in the
@@ -7,16 +10,12 @@ world, frame ``odom``), ``camera_pose`` (optical frame, tilt included) and ``ins
 ``std_msgs/Header`` carrying the frame's stamp; the node runs with
 ``decision_mode: on_request``) and reads the answer from ``<s2>/decision`` (JSON); a new
 episode starts when ``<s2>/active_instruction`` echoes the instruction. Per-episode results
-go out on ``~/episode_result`` (JSON).
-
-The bridge is driven by the evaluation (``internvla_s2_node.evaluation.s2_session``), which
-publishes the simulator's observations through it; ``sim.launch.py`` runs that evaluation
-(``internvla-s2-eval --s2-mode external``) with this node named ``sim_bridge``.
+go out on ``~/episode_result`` (JSON). The evaluation side is
+``internvla_s2_node.evaluation.s2_session``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import threading
@@ -30,6 +29,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header, String
 
+from ..cli.errors import guarded
 from ..core.actions import Action
 from ..core.geometry import Waypoint
 from ..core.types import Decision, DecisionKind
@@ -37,6 +37,7 @@ from ..sim.backend import Observation
 from ..sim.loop import PolicyFailure
 from . import conversions as conv
 from .executor import spin
+from .node_cli import parse_help
 from .qos import latched_qos, reliable_qos, sensor_qos
 
 ABORT_POLL_S = 0.25
@@ -187,28 +188,13 @@ def camera_info(k: np.ndarray, width: int, height: int, header: Header) -> Camer
     return msg
 
 
-def parse_args(argv) -> argparse.Namespace:
-    """This program's options (none besides --help); the ``--ros-args ...`` part is rclpy's."""
-    from rclpy.utilities import remove_ros_args
-
-    parser = argparse.ArgumentParser(
-        prog="sim_bridge", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="The ROS side of a simulated robot: advertises image, depth, camera_info, odom, camera_pose,\n"
-                    "instruction, <s2_node>/decide and ~/episode_result, and listens to <s2_node>/decision and\n"
-                    "<s2_node>/active_instruction. On its own it only spins (e.g. to check its enclave, see\n"
-                    "docs/SECURITY.md): what it publishes comes from an evaluation. To evaluate an S2 node\n"
-                    "started elsewhere run: internvla-s2-eval --s2-mode external --out DIR [--ros-args ...]\n"
-                    "(sim.launch.py does), which creates this node in its own process.",
-        epilog="ROS arguments: --ros-args [-p s2_node:=NAME] [-r __ns:=/robot1] [--enclave ...]")
-    return parser.parse_args(remove_ros_args(args=["sim_bridge", *argv])[1:])
-
-
+@guarded("sim_bridge")
 def main(args=None) -> None:
-    argv = list(sys.argv[1:] if args is None else args)
-    parse_args(argv)
-    rclpy.init(args=["sim_bridge", *argv])
+    argv = list(sys.argv if args is None else args)
+    parse_help(argv, "sim_bridge", __doc__)
+    rclpy.init(args=argv)
     spin([SimBridge()], num_threads=2)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
