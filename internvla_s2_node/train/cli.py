@@ -17,7 +17,7 @@ import logging
 import os
 import pathlib
 
-from ..cli.errors import ArgumentParser, UsageError, guarded
+from ..cli.errors import ArgumentParser, CliError, UsageError, guarded
 from .config import MODEL_SIZES, TrainConfig
 
 PROG = "internvla-s2-train"
@@ -113,6 +113,15 @@ def check_model(cfg: TrainConfig) -> None:
                          f"Hugging Face hub id, download it first (`{download}`) and pass that directory")
 
 
+def check_deepspeed(cfg: TrainConfig) -> None:
+    import importlib.util
+    import sys
+
+    if cfg.deepspeed and "deepspeed" not in sys.modules and importlib.util.find_spec("deepspeed") is None:
+        raise CliError("--deepspeed needs DeepSpeed, which is not installed; pip install -r requirements-gpu.txt, "
+                       "or train without --deepspeed (plain DDP under torchrun)")
+
+
 @guarded(PROG)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -125,6 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     check_model(cfg)
+    check_deepspeed(cfg)
     from .trainer import train
 
     result = train(cfg)
