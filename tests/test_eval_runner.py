@@ -9,8 +9,8 @@ import time
 import pytest
 
 from internvla_s2_node.sim import results
-from internvla_s2_node.sim.eval_cli import format_table
-from internvla_s2_node.sim.runner import EvalConfig, evaluate
+from internvla_s2_node.evaluation.cli import format_table
+from internvla_s2_node.evaluation.runner import EvalConfig, evaluate
 
 FAST = dict(width=96, height=72, maps=False, progress=False)
 
@@ -56,7 +56,7 @@ def test_duplicate_records_are_an_error(tmp_path):
 
 def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "internvla_s2_node.sim.eval_cli", "--policy", "oracle", "--out", str(out),
+    cmd = [sys.executable, "-m", "internvla_s2_node.evaluation.cli", "--policy", "oracle", "--out", str(out),
            "--size", "160x120", "--no-maps", "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     shard = out / "oracle" / "episodes.rank0.jsonl"
@@ -84,3 +84,14 @@ def test_table_and_config_validation(tmp_path):
         EvalConfig(out=tmp_path, rank=2, world_size=2)
     with pytest.raises(ValueError, match="policies"):
         EvalConfig(out=tmp_path, policies=("greedy",))
+
+
+def test_ros_args_go_to_the_bridge_in_external_mode_only(capsys):
+    from internvla_s2_node.evaluation.cli import config_from_args, parse_args, split_ros_args
+
+    argv, ros_args = split_ros_args(["--s2-mode", "external", "--out", "o", "--ros-args", "-r", "__ns:=/robot1"])
+    assert argv == ["--s2-mode", "external", "--out", "o"] and ros_args == ["--ros-args", "-r", "__ns:=/robot1"]
+    assert config_from_args(parse_args(argv, ros_args), ros_args).ros_args == tuple(ros_args)
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--out", "o"], ["--ros-args", "-r", "__ns:=/robot1"])
+    assert exc.value.code == 2 and "--s2-mode external only" in capsys.readouterr().err

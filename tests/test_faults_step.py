@@ -24,7 +24,7 @@ from std_msgs.msg import String  # noqa: E402
 
 from internvla_s2_node.ros import outputs as out  # noqa: E402
 from internvla_s2_node.ros import s2_node as s2  # noqa: E402
-from internvla_s2_node.ros import testing as T  # noqa: E402
+import ros_helpers as T  # noqa: E402
 from internvla_s2_node.ros.qos import reliable_qos  # noqa: E402
 from ros_domains import domain  # noqa: E402
 

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from internvla_s2_node.core.tiny import default_tiny_checkpoint
-from internvla_s2_node.sim.runner import EvalConfig, evaluate
+from internvla_s2_node.evaluation.runner import EvalConfig, evaluate
 from internvla_s2_node.train.cli import main as train_main
 from internvla_s2_node.train.lerobot_data import DataError
 

@@ -25,7 +25,7 @@ from std_msgs.msg import String  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from internvla_s2_node.ros import outputs as out  # noqa: E402
-from internvla_s2_node.ros import testing as T  # noqa: E402
+import ros_helpers as T  # noqa: E402
 from internvla_s2_node.ros.s2_node import S2Node  # noqa: E402
 from ros_domains import domain  # noqa: E402
 

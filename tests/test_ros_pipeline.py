@@ -17,7 +17,7 @@ from internvla_s2_node.core.types import Decision, DecisionKind  # noqa: E402
 from internvla_s2_node.ros import outputs as out  # noqa: E402
 from internvla_s2_node.ros.controller import Controller, ControllerConfig, Pose2D  # noqa: E402
 from internvla_s2_node.ros.pipeline import LatestSlot, LogThrottle, StampedBuffer  # noqa: E402
-from internvla_s2_node.ros.testing import header  # noqa: E402
+from ros_helpers import header  # noqa: E402
 
 
 def test_stamped_buffer_nearest_not_latest():

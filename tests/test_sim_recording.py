@@ -2,7 +2,7 @@
 
 import pytest
 
-from internvla_s2_node.sim.runner import EvalConfig, evaluate
+from internvla_s2_node.evaluation.runner import EvalConfig, evaluate
 from internvla_s2_node.train.lerobot_data import DataSource, scan
 from internvla_s2_node.train.layout import CameraSetup
 from internvla_s2_node.train.samples import SampleKind, SampleOptions, episode_samples

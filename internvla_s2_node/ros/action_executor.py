@@ -23,6 +23,7 @@ from ..core.geometry import yaw_of
 from . import conversions as conv
 from . import params
 from .controller import Command, Controller, ControllerConfig, Pose2D
+from .executor import spin
 from .node_cli import parse_help
 from .qos import reliable_qos, sensor_qos
 
@@ -121,8 +122,6 @@ class ActionExecutor(Node):
 def main(args=None) -> None:
     argv = list(sys.argv if args is None else args)
     parse_help(argv, "action_executor", __doc__)
-    from .s2_node import spin
-
     rclpy.init(args=argv)
     spin([ActionExecutor()], num_threads=2)
 

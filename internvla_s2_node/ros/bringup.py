@@ -22,7 +22,8 @@ import rclpy
 
 from ..cli.errors import guarded
 from . import node_cli
-from .s2_node import S2Node, spin
+from .executor import spin
+from .s2_node import S2Node
 
 PROG = "internvla-s2-bringup"
 

@@ -43,7 +43,7 @@ from ..core.types import DecisionKind, Frame
 from . import conversions as conv
 from . import outputs as out
 from . import params
-from .executor import SubmitOnceExecutor
+from .executor import spin
 from .pipeline import Counters, LatencyStats, LatestSlot, LogThrottle, PendingFrame, RequestMatcher, StampedBuffer
 from .qos import incompatible_qos_hint, latched_qos, reliable_qos, sensor_qos
 
@@ -550,32 +550,6 @@ class S2Node(LifecycleNode):
         arr = out.diagnostic_array(self.get_clock().now().to_msg(), DIAG_NAME, self._engine_info.get("backbone", ""),
                                    level, message, self.diagnostics_values())
         self._diag_pub.publish(arr)
-
-
-def spin(nodes, num_threads: int = 4) -> None:
-    """Spin ``nodes`` on one multi-threaded executor until Ctrl-C / shutdown, then release them."""
-    try:
-        from rclpy.executors import ExternalShutdownException
-    except ImportError:  # pragma: no cover - very old rclpy
-        ExternalShutdownException = KeyboardInterrupt  # noqa: N806
-    executor = SubmitOnceExecutor(num_threads=num_threads)
-    for node in nodes:
-        executor.add_node(node)
-    try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        for node in nodes:
-            if hasattr(node, "release"):
-                node.release()
-        executor.shutdown()
-        for node in nodes:
-            node.destroy_node()
-        if hasattr(rclpy, "try_shutdown"):
-            rclpy.try_shutdown()
-        elif rclpy.ok():
-            rclpy.shutdown()
 
 
 def main(args=None) -> None:

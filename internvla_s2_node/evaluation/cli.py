@@ -3,8 +3,9 @@
     internvla-s2-eval --policy s2 oracle random --out runs/eval            # bundled MuJoCo houses
     internvla-s2-eval --backend habitat --episodes data/R2R_VLNCE_v1-3_preprocessed/val_unseen/val_unseen.json.gz \\
         --scenes-dir data/scene_datasets --model /ckpt/InternVLA-N1-System2 --out runs/r2r
-    torchrun --nproc_per_node 8 -m internvla_s2_node.sim.eval_cli ...      # one shard per GPU
+    torchrun --nproc_per_node 8 -m internvla_s2_node.evaluation.cli ...    # one shard per GPU
     internvla-s2-eval merge --out runs/r2r --policy s2                       # summary of all shards
+    internvla-s2-eval --s2-mode external --out runs/sim [--ros-args ...]    # S2 node started elsewhere
 """
 
 from __future__ import annotations
@@ -15,14 +16,21 @@ import logging
 import math
 import sys
 
-from .results import merge
+from ..sim.results import merge
 from .runner import BACKENDS, POLICIES, S2_MODES, EvalConfig, env_shard, evaluate, plot_results
 
 TABLE_COLUMNS = (("success", "SR"), ("spl", "SPL"), ("distance_to_goal", "NE (m)"), ("oracle_success", "OS"),
                  ("ndtw", "nDTW"), ("steps", "steps"), ("s2_latency_p50_s", "S2 p50 (s)"))
 
 
-def parse_args(argv=None) -> argparse.Namespace:
+def split_ros_args(argv=None) -> tuple[list[str], list[str]]:
+    """(this program's arguments, the ``--ros-args ...`` tail for the bridge node)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    split = argv.index("--ros-args") if "--ros-args" in argv else len(argv)
+    return argv[:split], argv[split:]
+
+
+def parse_args(argv=None, ros_args=()) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="internvla-s2-eval", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("command", nargs="?", choices=("run", "merge"), default="run")
     p.add_argument("--out", required=True, help="results directory")
@@ -45,7 +53,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--size", default="640x480", help="camera WxH (default VLN-CE R2R %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    return p.parse_args(argv)
+    p.epilog = "--ros-args ... (last): ROS arguments of the sim_bridge node, with --s2-mode external only"
+    args = p.parse_args(argv)
+    if ros_args and args.s2_mode != "external":
+        p.error("--ros-args applies to --s2-mode external only (other modes start their own nodes)")
+    return args
 
 
 def config_from_args(args: argparse.Namespace, ros_args=()) -> EvalConfig:
@@ -74,9 +86,10 @@ def format_table(summaries: dict[str, dict]) -> str:
     return "\n".join(rows)
 
 
-def main(argv=None, ros_args=()) -> int:
+def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    args = parse_args(argv)
+    argv, ros_args = split_ros_args(argv)
+    args = parse_args(argv, ros_args)
     cfg = config_from_args(args, ros_args)
     if args.command == "merge":
         summaries = {p: merge(cfg.policy_dir(p)) for p in cfg.policies if cfg.policy_dir(p).is_dir()}

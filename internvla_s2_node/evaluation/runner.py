@@ -1,7 +1,8 @@
 """Evaluation runner: episodes of one shard x policies -> JSON lines, summaries, pictures.
 
-The S2 policy talks to the S2 node over ROS 2 (``ros.sim_bridge``); the oracle and
-random reference policies run through the same episode loop without ROS.
+The S2 policy talks to the S2 node over ROS 2 (``evaluation.s2_session``, imported only when
+S2 is evaluated); the oracle and random reference policies run through the same episode loop
+without ROS.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from typing import Iterator
 
 from tqdm import tqdm
 
-from .backend import SimBackend, SimConfig
-from .episodes import Episode, load_episodes, shard
-from .loop import DEFAULT_MAX_STEPS, run_episode
-from .policies import OraclePolicy, Policy, RandomPolicy
-from .results import ResultsWriter, merge
+from ..sim.backend import SimBackend, SimConfig
+from ..sim.episodes import Episode, load_episodes, shard
+from ..sim.loop import DEFAULT_MAX_STEPS, run_episode
+from ..sim.policies import OraclePolicy, Policy, RandomPolicy
+from ..sim.results import ResultsWriter, merge
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class EvalConfig:
     world_size: int = 1
     domain_id: int | None = None  # ROS_DOMAIN_ID for this shard (default: base + rank)
     s2_timeout_s: float = 120.0
-    s2_mode: str = "inprocess"  # inprocess | process | external (see ros.sim_bridge.s2_policy_session)
+    s2_mode: str = "inprocess"  # inprocess | process | external (see evaluation.s2_session.s2_policy_session)
     ros_args: tuple[str, ...] = ()  # --ros-args ... for the bridge (external mode)
     maps: bool = True
     seed: int = 0
@@ -86,10 +87,10 @@ class EvalConfig:
 
 def make_backend(cfg: EvalConfig) -> SimBackend:
     if cfg.backend == "habitat":
-        from .habitat_backend import HabitatBackend
+        from ..sim.habitat_backend import HabitatBackend
 
         return HabitatBackend(cfg.scenes_dir, cfg.sim_config)
-    from .mujoco_backend import MujocoBackend
+    from ..sim.mujoco_backend import MujocoBackend
 
     return MujocoBackend(cfg.sim_config, cfg.scenes_dir)
 
@@ -98,7 +99,7 @@ def select_episodes(cfg: EvalConfig) -> list[Episode]:
     if cfg.episodes:
         path = cfg.episodes
     else:
-        from .mujoco_backend import BUNDLED_EPISODES
+        from ..sim.mujoco_backend import BUNDLED_EPISODES
 
         path = BUNDLED_EPISODES
     episodes = load_episodes(path)
@@ -114,7 +115,7 @@ def open_policy(name: str, cfg: EvalConfig) -> Iterator[Policy]:
     elif name == "random":
         yield RandomPolicy(seed=cfg.seed)
     else:
-        from ..ros.sim_bridge import s2_policy_session  # rclpy only when S2 is evaluated
+        from .s2_session import s2_policy_session  # rclpy only when S2 is evaluated
 
         with s2_policy_session(cfg) as policy:
             yield policy
@@ -143,14 +144,14 @@ def _run_one(cfg: EvalConfig, name: str, episode: Episode, backend: SimBackend, 
     if latencies is not None:
         record["s2_latency_s"] = [round(x, 5) for x in latencies]
     if cfg.record and name == "oracle":
-        from .recorder import record_episode
+        from ..sim.recorder import record_episode
 
         record["recording"] = str(record_episode(backend, episode, result, cfg.record, _episode_index(episode)))
     publish = getattr(getattr(policy, "bridge", None), "publish_result", None)
     if publish is not None:
         publish(record)
     if cfg.maps:
-        from .viz import plot_episode
+        from ..sim.viz import plot_episode
 
         png = cfg.policy_dir(name) / "maps" / f"episode_{episode.episode_id}.png"
         plot_episode(png, result, backend.navigation_grid(), episode, title=f"{name}: episode {episode.episode_id}")
@@ -181,7 +182,7 @@ def evaluate(cfg: EvalConfig) -> dict[str, dict]:
 
 
 def plot_results(out: pathlib.Path, summaries: dict[str, dict]) -> pathlib.Path:
-    from .viz import plot_summaries
+    from ..sim.viz import plot_summaries
 
     return plot_summaries(out / "results.png", summaries)
 
