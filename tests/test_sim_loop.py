@@ -174,3 +174,34 @@ def test_upstream_evaluator_switch_counts_a_step_and_repeats_the_frame_when_the_
     assert np.array_equal(repeated.t_world_base, before.t_world_base)
     assert policy.seen[1] is repeated  # the next decision is on the repeated frame
     assert np.allclose(r.trajectory[-2], r.trajectory[-3])  # no movement for the counted step
+
+
+def test_map_legend_title_and_results_notes(episodes):
+    """Maps show the success circle in the legend, a start-heading arrow unlike the agent path, and the
+    wrapped instruction with SR/NE in the title; the results plot names random-weight rows."""
+    from matplotlib.colors import to_hex
+
+    backend = MujocoBackend(SimConfig(width=32, height=24, render=False))
+    ep = episodes[0]
+    r = run_episode(backend, ep, OraclePolicy())
+    fig = viz.episode_figure(r, backend.navigation_grid(), ep)
+    try:
+        ax = fig.axes[0]
+        handles, labels = ax.get_legend_handles_labels()
+        assert "success radius (3 m)" in labels and "start heading" in labels
+        colours = dict(zip(labels, handles))
+        assert to_hex(colours["start heading"].get_facecolor()) != to_hex(colours["agent path"].get_color())
+        title = ax.get_title()
+        assert title.startswith(f"episode {r.episode_id}: SR 1") and "NE " in title
+        wrapped = title.split("\n")[1:]
+        assert wrapped and " ".join(" ".join(wrapped).split()).rstrip(" [...]") in " ".join(ep.instruction.split())
+        assert all(len(line) <= viz.TITLE_WIDTH for line in title.split("\n")[1:])
+    finally:
+        fig.clf()
+    fig = viz.summaries_figure({"s2": summarize([r]), "oracle": summarize([r])}, notes={"s2": "tiny:qwen3_vl, random weights"})
+    try:
+        assert "s2 (tiny:qwen3_vl, random weights)" in fig.axes[0].get_legend_handles_labels()[1]
+        assert any("random weights" in t.get_text() for t in fig.texts)
+    finally:
+        fig.clf()
+    backend.close()

@@ -118,3 +118,24 @@ def test_scene_id_resolution_and_errors(tmp_path):
         backend.load_scene("nope.json")
     with pytest.raises(RuntimeError):
         MujocoBackend().step(Action.FORWARD)
+
+
+def test_snap_puts_points_above_furniture_or_off_the_map_on_the_nearest_reachable_floor_point():
+    """Both backends snap to the nearest navigable floor point (issue 12; the Habitat backend's stand-in
+    test is in test_sim_habitat.py): a pixel goal on furniture or beyond a wall is followed toward there."""
+    spec = SceneSpec.load(sorted(BUNDLED_SCENES_DIR.glob("*.json"))[0])
+    backend = MujocoBackend(SimConfig(render=False))
+    try:
+        backend.load_scene(spec)
+        grid = backend.grid
+        start = grid.snap(np.append(spec.rooms[0].center, 0.0))
+        backend.place(start, 0.0)
+        for xy in [spec.furniture[0].center, (-5.0, -5.0)]:
+            point = np.array([*xy, 0.8])  # on a table top / far outside the house
+            snapped = backend.snap_to_navigable(point)
+            assert snapped[2] == grid.floor_z and grid.is_navigable(snapped)
+            nearest = np.min(np.linalg.norm(grid._free_xy - point[:2], axis=1))
+            assert np.linalg.norm(snapped[:2] - point[:2]) == pytest.approx(nearest)
+            assert math.isfinite(backend.geodesic_distance(start, snapped))
+    finally:
+        backend.close()

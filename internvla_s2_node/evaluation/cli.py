@@ -16,6 +16,7 @@ import logging
 import math
 import sys
 
+from ..sim.metrics import NE_DROPPED, SPL_ZEROED
 from ..sim.results import merge
 from .runner import BACKENDS, POLICIES, S2_MODES, EvalConfig, env_shard, evaluate, plot_results
 
@@ -49,6 +50,9 @@ def parse_args(argv=None, ros_args=()) -> argparse.Namespace:
     p.add_argument("--s2-mode", choices=S2_MODES, default="inprocess",
                    help="S2 node in this process, as a child process, or started elsewhere (default %(default)s)")
     p.add_argument("--record", help="also write the oracle's episodes as LeRobot training data under this folder")
+    p.add_argument("--upstream-loop", action="store_true",
+                   help="reproduce upstream's evaluator loop: when the waypoint follower stops, count a step and "
+                        "decide on the same frame again (README 'What the model sees and says')")
     p.add_argument("--no-maps", action="store_true", help="skip the per-episode top-down maps")
     p.add_argument("--size", default="640x480", help="camera WxH (default VLN-CE R2R %(default)s)")
     p.add_argument("--seed", type=int, default=0)
@@ -69,7 +73,7 @@ def config_from_args(args: argparse.Namespace, ros_args=()) -> EvalConfig:
         limit=args.limit, rank=env_rank if args.rank is None else args.rank,
         world_size=env_world if args.world_size is None else args.world_size, domain_id=args.domain_id,
         s2_timeout_s=args.s2_timeout, s2_mode=args.s2_mode, ros_args=tuple(ros_args), maps=not args.no_maps, seed=args.seed,
-        width=width, height=height, progress=not args.quiet, record=args.record,
+        width=width, height=height, progress=not args.quiet, record=args.record, upstream_loop=args.upstream_loop,
     )
 
 
@@ -83,7 +87,18 @@ def format_table(summaries: dict[str, dict]) -> str:
             v = s.get(key)
             cells.append("-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}")
         rows.append(f"| {name} | {int(s.get('episodes', 0))} | " + " | ".join(cells) + " |")
-    return "\n".join(rows)
+    return "\n".join(rows + _aggregation_notes(summaries))
+
+
+def _aggregation_notes(summaries: dict[str, dict]) -> list[str]:
+    """How many episodes upstream's aggregation rules touched (sim.metrics.summarize)."""
+    notes = []
+    for name, s in summaries.items():
+        zeroed, dropped = int(s.get(SPL_ZEROED) or 0), int(s.get(NE_DROPPED) or 0)
+        if zeroed or dropped:
+            notes.append(f"\n{name}: {zeroed} episode(s) with non-finite SPL counted as 0, "
+                         f"{dropped} with non-finite NE left out of NE (as upstream's evaluator)")
+    return notes
 
 
 def main(argv=None) -> int:

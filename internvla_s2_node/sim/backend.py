@@ -227,6 +227,11 @@ class SimBackend(abc.ABC):
     def snap_to_navigable(self, point) -> np.ndarray:
         """The navigable point nearest to ``point`` (world frame)."""
 
+    def to_agent_height(self, points) -> np.ndarray:
+        """Episode points (world) in the height frame the agent moves in (the navmesh's in Habitat);
+        metrics compare the trajectory with the goal and reference path in it. Default: unchanged."""
+        return np.array(points, dtype=float)
+
     def shortest_path(self, a, b) -> np.ndarray:
         """(N, 3) polyline of the shortest path (empty if unreachable). Optional."""
         raise NotImplementedError

@@ -293,7 +293,7 @@ def run_episode(
     run = _Run(backend, policy, max_steps, cfg, observer)
     run.obs = backend.reset(episode)
     run.record_pose()
-    goal = episode.goal_world
+    goal = backend.to_agent_height(episode.goal_world)
     shortest = _shortest(backend, episode, run.trajectory[0], goal)
     policy.reset(episode, backend)
     while not run.done:
@@ -302,7 +302,8 @@ def run_episode(
         except PolicyFailure as exc:
             run.failure = str(exc) or type(exc).__name__
     metrics = compute_metrics(
-        np.array(run.trajectory), goal, _reference(episode, backend.config.forward_step_m), run.called_stop, shortest,
+        np.array(run.trajectory), goal, backend.to_agent_height(_reference(episode, backend.config.forward_step_m)),
+        run.called_stop, shortest,
         distance_fn=backend.geodesic_distance, success_distance=cfg.success_distance, steps=run.steps,
     )
     return EpisodeResult(
