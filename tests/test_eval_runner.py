@@ -95,3 +95,25 @@ def test_ros_args_go_to_the_bridge_in_external_mode_only(capsys):
     assert config_from_args(parse_args(argv, ros_args), ros_args).ros_args == tuple(ros_args)
     with pytest.raises(UsageError, match="--s2-mode external only"):
         parse_args(["--out", "o"], ["--ros-args", "-r", "__ns:=/robot1"])
+
+
+def test_table_reports_how_many_episodes_upstreams_aggregation_rules_touched():
+    """InternNav habitat_vln_evaluator.py:215 (NaN SPL -> 0) and :218-219 (non-finite NE dropped)."""
+    table = format_table({"s2": {"episodes": 3.0, "success": 0.0, "spl": 0.0, "spl_nonfinite_as_zero": 1.0,
+                                 "distance_to_goal_nonfinite_dropped": 2.0}})
+    assert "s2: 1 episode(s) with non-finite SPL counted as 0, 2 with non-finite NE left out" in table
+    assert "counted as 0" not in format_table({"oracle": {"episodes": 1.0, "success": 1.0}})
+
+
+def test_upstream_loop_switch_and_a_skipped_recording_keeps_the_episode(tmp_path):
+    """--upstream-loop sets LoopConfig.upstream_evaluator; an oracle episode that cannot be recorded (it ran
+    out of steps before STOP) keeps its result, with the reason, instead of ending the run."""
+    from internvla_s2_node.evaluation.cli import config_from_args, parse_args
+
+    args = parse_args(["--out", str(tmp_path), "--policy", "oracle", "--upstream-loop"])
+    assert config_from_args(args).upstream_loop is True
+    summary = evaluate(EvalConfig(out=tmp_path / "rec", policies=("oracle",), limit=1, max_steps=2,
+                                  record=str(tmp_path / "data"), **FAST))
+    assert summary["oracle"]["episodes"] == 1
+    (record,) = results.read_records(tmp_path / "rec" / "oracle")
+    assert record["recording"] is None and "did not end with STOP" in record["recording_skipped"]

@@ -18,6 +18,7 @@ import pathlib
 import sys
 
 from ..cli.errors import ArgumentParser, CliError, UsageError, guarded, terminate_like_ctrl_c
+from ..sim.metrics import NE_DROPPED, SPL_ZEROED
 from . import provenance
 from .runner import BACKENDS, POLICIES, S2_MODES, EvalConfig, env_shard, evaluate, merge_results, plot_results
 
@@ -80,6 +81,9 @@ def parse_args(argv=None, ros_args=()) -> argparse.Namespace:
     p.add_argument("--s2-mode", choices=S2_MODES, default="inprocess",
                    help="S2 node in this process, as a child process, or started elsewhere (default %(default)s)")
     p.add_argument("--record", help="also write the oracle's episodes as LeRobot training data under this folder")
+    p.add_argument("--upstream-loop", action="store_true",
+                   help="reproduce upstream's evaluator loop: when the waypoint follower stops, count a step and "
+                        "decide on the same frame again (README 'What the model sees and says')")
     p.add_argument("--no-maps", action="store_true", help="skip the per-episode top-down maps")
     p.add_argument("--size", type=_size, default="640x480", help="camera WxH (default VLN-CE R2R %(default)s)")
     p.add_argument("--seed", type=int, default=0)
@@ -100,7 +104,7 @@ def config_from_args(args: argparse.Namespace, ros_args=()) -> EvalConfig:
         limit=args.limit, rank=env_rank if args.rank is None else args.rank,
         world_size=env_world if args.world_size is None else args.world_size, domain_id=args.domain_id,
         s2_timeout_s=args.s2_timeout, s2_mode=args.s2_mode, ros_args=tuple(ros_args), maps=not args.no_maps, seed=args.seed,
-        width=width, height=height, progress=not args.quiet, record=args.record,
+        width=width, height=height, progress=not args.quiet, record=args.record, upstream_loop=args.upstream_loop,
     )
 
 
@@ -114,7 +118,18 @@ def format_table(summaries: dict[str, dict]) -> str:
             v = s.get(key)
             cells.append("-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}")
         rows.append(f"| {name} | {int(s.get('episodes', 0))} | " + " | ".join(cells) + " |")
-    return "\n".join(rows)
+    return "\n".join(rows + _aggregation_notes(summaries))
+
+
+def _aggregation_notes(summaries: dict[str, dict]) -> list[str]:
+    """How many episodes upstream's aggregation rules touched (sim.metrics.summarize)."""
+    notes = []
+    for name, s in summaries.items():
+        zeroed, dropped = int(s.get(SPL_ZEROED) or 0), int(s.get(NE_DROPPED) or 0)
+        if zeroed or dropped:
+            notes.append(f"\n{name}: {zeroed} episode(s) with non-finite SPL counted as 0, "
+                         f"{dropped} with non-finite NE left out of NE (as upstream's evaluator)")
+    return notes
 
 
 def check_inputs(cfg: EvalConfig) -> None:

@@ -1,7 +1,7 @@
 """What produced a results folder, so a resumed run never mixes in, or reports, another run's episodes.
 
 Each policy folder holds ``run.json``: the settings its episodes depend on (``identity``: backend,
-episodes, steps, camera, seed; for S2 also the model, the hash of its config.json and the params
+episodes, steps, camera, seed, loop; for S2 also the model, the hash of its config.json and the params
 files with their hashes), the commit and the dates. A run resumes into a folder only when the
 identity matches; otherwise StaleResults says what differs.
 """
@@ -41,7 +41,7 @@ def identity(cfg, policy: str) -> dict:
     """The settings ``policy``'s episodes depend on."""
     ident = {"policy": policy, "backend": cfg.backend, "episodes": str(cfg.episodes or "bundled"),
              "scenes_dir": cfg.scenes_dir, "max_steps": cfg.max_steps, "size": f"{cfg.width}x{cfg.height}",
-             "seed": cfg.seed}
+             "seed": cfg.seed, "upstream_loop": cfg.upstream_loop}
     if policy == "s2":
         if cfg.s2_mode == "external":
             ident["model"] = "external S2 node"

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from ..sim.backend import SimBackend, SimConfig
 from ..sim.episodes import Episode, load_episodes, shard
-from ..sim.loop import DEFAULT_MAX_STEPS, run_episode
+from ..sim.loop import DEFAULT_MAX_STEPS, LoopConfig, run_episode
 from ..sim.policies import OraclePolicy, Policy, RandomPolicy
 from ..sim.results import ResultsWriter, merge
 from . import provenance
@@ -53,6 +53,7 @@ class EvalConfig:
     height: int = 480
     progress: bool = True
     record: str | None = None  # write oracle episodes as LeRobot training data here
+    upstream_loop: bool = False  # sim.loop.LoopConfig.upstream_evaluator: count the follower-stop step, repeat the frame
 
     def __post_init__(self) -> None:
         self.out = pathlib.Path(self.out)
@@ -140,15 +141,21 @@ def run_policy(cfg: EvalConfig, name: str, episodes: list[Episode], backend: Sim
 
 
 def _run_one(cfg: EvalConfig, name: str, episode: Episode, backend: SimBackend, policy: Policy) -> dict:
-    result = run_episode(backend, episode, policy, max_steps=cfg.max_steps, observer=getattr(policy, "observe", None))
+    result = run_episode(backend, episode, policy, max_steps=cfg.max_steps, observer=getattr(policy, "observe", None),
+                         config=LoopConfig(upstream_evaluator=cfg.upstream_loop))
     record = {"policy": name, "rank": cfg.rank, **result.to_json()}
     latencies = getattr(policy, "episode_latencies", None)
     if latencies is not None:
         record["s2_latency_s"] = [round(x, 5) for x in latencies]
     if cfg.record and name == "oracle":
-        from ..sim.recorder import record_episode
+        from ..sim.recorder import NotRecordable, record_episode
 
-        record["recording"] = str(record_episode(backend, episode, result, cfg.record, _episode_index(episode)))
+        try:
+            record["recording"] = str(record_episode(backend, episode, result, cfg.record, _episode_index(episode)))
+        except NotRecordable as exc:  # e.g. an episode that ran out of steps: its result is still kept
+            log.warning("episode %s not recorded: %s", episode.episode_id, exc)
+            record["recording"] = None
+            record["recording_skipped"] = str(exc)
     publish = getattr(getattr(policy, "bridge", None), "publish_result", None)
     if publish is not None:
         publish(record)
