@@ -64,28 +64,29 @@ def test_more_than_sixteen_moves_are_all_executed():
     ("↓", (OutputKind.LOOK_DOWN, (D,)), (OutputKind.LOOK_DOWN, (D,))),
     ("↑↓←", (OutputKind.ACTIONS, (F, L)), (OutputKind.ACTIONS, (F, D, L))),
     ("↓↑", (OutputKind.ACTIONS, (F,)), (OutputKind.ACTIONS, (D, F))),
-    ("↑↑↓", (OutputKind.ACTIONS, (F, F)), (OutputKind.LOOK_DOWN, (F, F, D))),
-    ("↓↓", (OutputKind.LOOK_DOWN, (D,)), (OutputKind.LOOK_DOWN, (D, D))),
+    ("↑↑↓", (OutputKind.ACTIONS, (F, F)), (OutputKind.ACTIONS, (F, F, D))),
+    ("↓↓", (OutputKind.LOOK_DOWN, (D,)), (OutputKind.LOOK_DOWN, (D,))),
     ("↑↓STOP↑", (OutputKind.ACTIONS, (F, S)), (OutputKind.ACTIONS, (F, D, S))),
 ])
 def test_look_down_inside_a_list_per_mode(text, skip, execute):
     """skip (robot): the server looks down only for exactly [5] (http_internvla_server.py:59) and the client
     drives the other codes, skipping 5 (http_internvla_client.py:187, 314-333). execute (simulation): the
     evaluator keeps 5 in the list (habitat_vln_evaluator.py:823), tilts for it (:877-880) and runs the next
-    moves tilted without asking; it asks again only once the list is used up after a 5 (:731-739)."""
+    moves tilted without asking. Only an answer of ↓ asks again (:731-739): after moves, upstream's
+    conversation was emptied (:884) and its turn would carry more images than placeholders (:735, :776)."""
     for mode, (kind, actions) in (("skip", skip), ("execute", execute)):
         p = parse_output(text, look_down_in_list=mode)
         assert (p.kind, p.actions) == (kind, actions), mode
 
 
-def test_execute_needs_command_mode_and_look_down_decisions_publish_their_moves():
+def test_execute_needs_command_mode_and_publishes_the_look_down_inside_the_list():
     with pytest.raises(ValueError, match="look_down_in_list 'execute' needs look_down_mode 'command'"):
         EngineConfig(model_path="x", look_down_in_list="execute", look_down_mode="requery")
-    engine = make_engine(["↑↑↓", "STOP"], look_down_mode="command", look_down_in_list="execute")
+    engine = make_engine(["↑↓←", "STOP"], look_down_mode="command", look_down_in_list="execute")
     engine.reset("go")
     d = engine.step(frame())
-    assert d.kind == DecisionKind.LOOK_DOWN and d.actions == (F, F, D) and engine.pending_look_downs == 1
-    assert out.decision_actions(d) == (F, F, D)
+    assert d.kind == DecisionKind.ACTIONS and d.actions == (F, D, L) and not engine.pending_look_down
+    assert out.decision_actions(d) == (F, D, L)
 
 
 def test_down_answered_on_the_look_down_turn_asks_a_third_turn_up_to_the_limit():

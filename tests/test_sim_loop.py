@@ -126,15 +126,15 @@ def test_rendered_episode_feeds_the_observer_and_plots(tmp_path, episodes):
 D, F, L, R, U, S = Action.LOOK_DOWN, Action.FORWARD, Action.LEFT, Action.RIGHT, Action.LOOK_UP, Action.STOP
 
 
-def test_look_down_inside_a_list_tilts_and_runs_on_and_a_final_one_asks_again(backend, episodes):
+def test_look_down_inside_a_list_tilts_and_runs_on_and_a_lone_one_asks_again(backend, episodes):
     """InternNav habitat_vln_evaluator.py:823-828 keeps ↓ (5) in the parsed list; :877-880 executes it as two
-    LOOK_DOWN steps and the following moves run tilted without asking; only when the list is used up after
-    a ↓ does the next iteration ask with the tilted frame (:731-739)."""
-    policy = ScriptedPolicy([[D, F], [F, D], [R], [S]])
+    LOOK_DOWN steps and the following moves run tilted without asking. A decision of only ↓ asks again with
+    the tilted frame (:731-739). A final ↓ after moves tilts without asking (core.parsing says why)."""
+    policy = ScriptedPolicy([[D, F], [F, D], [D], [R], [S]])
     r = run_episode(backend, episodes[0], policy)
-    assert [o.camera_pitch_deg for o in policy.seen] == [0.0, 0.0, 30.0, 0.0]
-    assert r.actions == [D, D, F, U, U, F, D, D, R, U, U, S]
-    assert r.steps == 4 and r.policy_calls == 4
+    assert [o.camera_pitch_deg for o in policy.seen] == [0.0, 0.0, 0.0, 30.0, 0.0]
+    assert r.actions == [D, D, F, U, U, F, D, D, U, U, D, D, R, U, U, S]
+    assert r.steps == 4 and r.policy_calls == 5
 
 
 def test_down_answered_on_a_look_down_turn_tilts_again_up_to_the_limit(backend, episodes):

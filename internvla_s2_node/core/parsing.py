@@ -39,16 +39,18 @@ def parse_output(text: object, image_size: tuple[int, int] | None = None, max_ac
       upstream's ``pixel_to_gps`` projection consumes them in. ``image_size`` is
       (width, height); a pixel outside it is no decision.
     * Otherwise ``STOP`` and the arrows ``↑ ← → ↓`` form an action sequence of at most
-      ``max_actions``, cut after the first STOP. An answer of only ``↓`` asks to look down
-      and ask again. A ``↓`` among other actions depends on ``look_down_in_list``:
+      ``max_actions``, cut after the first STOP. An answer of only ``↓`` (once or more) asks
+      to look down and ask again. A ``↓`` among other actions depends on ``look_down_in_list``:
 
       - ``skip`` (upstream's robot): it is dropped and the moves around it are kept. The
         server looks down only for exactly ``[5]`` (scripts/realworld/http_internvla_server.py:59)
         and the client drives every other code but 5 (http_internvla_client.py:314-333).
       - ``execute`` (upstream's Habitat evaluator, habitat_vln_evaluator.py:823-828, 877-880):
         it stays in the list, to be executed in order (the camera tilts and the next moves
-        run tilted); a list that ends with ``↓`` is a LOOK_DOWN decision whose actions are
-        the whole list: the evaluator asks again once its last action was ``↓`` (:731-739).
+        run tilted, without asking again). After moves, a final ``↓`` is executed the same
+        way. Upstream asks again there (:731-739), but its moves have emptied the
+        conversation (:884), so that turn has no first user turn and one image more than
+        placeholders (:735, :776); that cannot be what the model was meant to see.
     """
     if not isinstance(text, str):
         return ParsedOutput(OutputKind.NONE, reason=f"model output is {type(text).__name__}, not text")
@@ -79,8 +81,8 @@ def _parse_pixel(text: str, image_size: tuple[int, int] | None) -> ParsedOutput:
 
 def _parse_actions(text: str, max_actions: int, look_down_in_list: str) -> ParsedOutput:
     symbols = [Action.STOP if sym == STOP_TOKEN else ARROW_TO_ACTION[sym] for sym in _ACTION_RE.findall(text)]
-    if symbols and all(a == Action.LOOK_DOWN for a in symbols) and look_down_in_list == "skip":
-        symbols = symbols[:1]
+    if symbols and all(a == Action.LOOK_DOWN for a in symbols):
+        symbols = symbols[:1]  # a look-down request: one, whatever the repetition
     elif look_down_in_list == "skip":
         symbols = [a for a in symbols if a != Action.LOOK_DOWN]
     actions: list[Action] = []
@@ -92,6 +94,6 @@ def _parse_actions(text: str, max_actions: int, look_down_in_list: str) -> Parse
         return ParsedOutput(OutputKind.NONE, reason=f"no action or coordinates in {text[:80]!r}")
     if actions == [Action.STOP]:
         return ParsedOutput(OutputKind.STOP, actions=(Action.STOP,))
-    if actions[-1] == Action.LOOK_DOWN:
-        return ParsedOutput(OutputKind.LOOK_DOWN, actions=tuple(actions))
+    if actions == [Action.LOOK_DOWN]:
+        return ParsedOutput(OutputKind.LOOK_DOWN, actions=(Action.LOOK_DOWN,))
     return ParsedOutput(OutputKind.ACTIONS, actions=tuple(actions))

@@ -50,13 +50,11 @@ def actions_msg(actions) -> UInt8MultiArray:
 
 
 def decision_actions(decision: Decision) -> tuple[Action, ...]:
-    """The action codes a decision publishes: its actions, [STOP] or [LOOK_DOWN]; none for goals/NONE.
-
-    A LOOK_DOWN decision carries the moves before its ↓ when ``look_down_in_list`` is ``execute``."""
+    """The action codes a decision publishes: its actions, [STOP] or [LOOK_DOWN]; none for goals/NONE."""
     if decision.kind == DecisionKind.STOP:
         return (Action.STOP,)
     if decision.kind == DecisionKind.LOOK_DOWN:
-        return tuple(decision.actions) or (Action.LOOK_DOWN,)
+        return (Action.LOOK_DOWN,)
     if decision.kind == DecisionKind.ACTIONS:
         return tuple(decision.actions)
     return ()

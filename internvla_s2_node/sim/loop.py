@@ -10,11 +10,12 @@ loop, lines 703-885):
   says STOP there (upstream's ShortestPathFollower(0.25), MAX_STEPS 8); a waypoint already
   reached gives one ``stuck_action`` (upstream turns LEFT, :812-819) so the agent cannot
   dead-lock;
-- ``↓`` (LOOK_DOWN) tilts the camera by ``look_down_deg`` (2 x 15 deg, :877-880). The moves
-  after it in the same list run with the camera tilted, without asking again; a list that
-  ends with ``↓`` asks the policy again with the tilted observation (:731-739), and a ``↓``
-  answered then tilts further and asks again, as long as the camera can tilt (the
-  backend's ``max_tilt_deg``). The camera is tilted back up before a waypoint is followed
+- ``↓`` (LOOK_DOWN) tilts the camera by ``look_down_deg`` (2 x 15 deg, :877-880). In a list
+  with moves, the moves after it run with the camera tilted, without asking again (see
+  ``core.parsing.parse_output`` for a final ``↓`` after moves). A decision of only ``↓``
+  asks the policy again with the tilted observation (:731-739), and a ``↓`` answered then
+  tilts further and asks again, as long as the camera can tilt (the backend's
+  ``max_tilt_deg``). The camera is tilted back up before a waypoint is followed
   (:801-802) and at the latest once the decision has run;
 - an empty decision (nothing parseable, a pixel goal without depth) is ``empty_action``
   (upstream: STOP).
@@ -146,7 +147,7 @@ def to_plan(output: PolicyOutput, empty_action: Action = Action.STOP) -> Plan:
         if output.kind == DecisionKind.WAYPOINT and output.waypoint is not None:
             return Plan(waypoint=np.asarray(output.waypoint.position, dtype=float))
         output = {DecisionKind.ACTIONS: list(output.actions), DecisionKind.STOP: [Action.STOP],
-                  DecisionKind.LOOK_DOWN: list(output.actions) or [Action.LOOK_DOWN]}.get(output.kind, [])
+                  DecisionKind.LOOK_DOWN: [Action.LOOK_DOWN]}.get(output.kind, [])
     if isinstance(output, Waypoint):
         return Plan(waypoint=np.asarray(output.position, dtype=float))
     if isinstance(output, np.ndarray) and output.dtype.kind == "f" and output.shape == (WAYPOINT_SIZE,):
@@ -239,14 +240,16 @@ class _Run:
             self.tilt_to(level)  # upstream looks up again before following the pixel goal
             self.follow(plan.waypoint)
             return
-        last = len(plan.actions) - 1
-        for i, action in enumerate(plan.actions):
+        tilted = True
+        for action in plan.actions:
             if self.done:
                 return
-            if action != Action.LOOK_DOWN:
+            if action == Action.LOOK_DOWN:
+                tilted = self.tilt_down()
+            else:
                 self.step(action)
-            elif self.tilt_down() and i == last:
-                self.execute(self.ask(), level)  # the look-down turn (bounded by the tilt limit)
+        if tilted and all(a == Action.LOOK_DOWN for a in plan.actions):
+            self.execute(self.ask(), level)  # the look-down turn (bounded by the tilt limit)
 
     def decide_and_execute(self) -> None:
         steps_before = self.steps
