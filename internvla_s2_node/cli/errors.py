@@ -1,7 +1,8 @@
 """One way for every console script to fail: a single line ``PROG: what is wrong; what to do``.
 
 Exit status 2 for usage errors (a bad option, model path, params file, instruction or image:
-``UsageError`` and argparse errors), 1 for runtime errors (anything else), 130 for Ctrl-C.
+``UsageError`` and argparse errors), 1 for runtime errors (anything else), 130 for Ctrl-C and
+143 for SIGTERM where the program asked for it (:func:`terminate_like_ctrl_c`).
 ``--debug`` on the command line, or ``INTERNVLA_S2_DEBUG=1``, prints the traceback as well; the
 setting is passed on, through the environment, to the processes a program starts.
 """
@@ -21,7 +22,21 @@ MAX_LINE = 600
 # Exceptions whose message already says what is wrong (checked by class name: no heavy imports here).
 EXPECTED = {"CheckpointError", "DataError", "NoOpenGL", "EpisodeFormatError", "InvalidFrame", "TemplateError",
             "NotRecordable", "PolicyFailure", "FileNotFoundError", "PermissionError", "IsADirectoryError",
-            "NotADirectoryError"}
+            "NotADirectoryError", "S2StartFailure", "StaleResults"}
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C so cleanup runs (see :func:`terminate_like_ctrl_c`)."""
+
+
+def terminate_like_ctrl_c() -> None:
+    """From now on SIGTERM raises Terminated in the main thread (exit 143 through :func:`guarded`)."""
+    import signal
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 class UsageError(Exception):
@@ -81,9 +96,11 @@ def guarded(prog: str):
                 os.environ[DEBUG_ENV] = "1"
             try:
                 return main(argv, *args, **kwargs)
-            except KeyboardInterrupt:
-                print(f"{prog}: interrupted", file=sys.stderr)
-                return 130
+            except KeyboardInterrupt as exc:
+                terminated = isinstance(exc, Terminated)
+                print(f"{prog}: {'terminated' if terminated else 'interrupted'}",
+                      file=sys.stderr)
+                return 143 if terminated else 130
             except Exception as exc:  # noqa: BLE001 (the point: every error ends as one line)
                 if debug:
                     traceback.print_exc()

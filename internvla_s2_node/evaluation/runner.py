@@ -21,6 +21,7 @@ from ..sim.episodes import Episode, load_episodes, shard
 from ..sim.loop import DEFAULT_MAX_STEPS, LoopConfig, run_episode
 from ..sim.policies import OraclePolicy, Policy, RandomPolicy
 from ..sim.results import ResultsWriter, merge
+from . import provenance
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,7 @@ def open_policy(name: str, cfg: EvalConfig) -> Iterator[Policy]:
 
 def run_policy(cfg: EvalConfig, name: str, episodes: list[Episode], backend: SimBackend) -> dict:
     """Run (or resume) one policy over this shard's episodes; returns the merged summary."""
+    run = provenance.claim(cfg.policy_dir(name), provenance.identity(cfg, name))
     writer = ResultsWriter(cfg.policy_dir(name), cfg.rank)
     todo = [e for e in episodes if str(e.episode_id) not in writer.done]
     if len(todo) < len(episodes):
@@ -135,7 +137,7 @@ def run_policy(cfg: EvalConfig, name: str, episodes: list[Episode], backend: Sim
                 record = _run_one(cfg, name, episode, backend, policy)
                 writer.append(record)
                 bar.set_postfix(SR=f"{record['metrics']['success']:.0f}", NE=f"{record['metrics']['distance_to_goal']:.1f}")
-    return merge(cfg.policy_dir(name))
+    return {**merge(cfg.policy_dir(name)), "run": run}
 
 
 def _run_one(cfg: EvalConfig, name: str, episode: Episode, backend: SimBackend, policy: Policy) -> dict:
@@ -191,7 +193,14 @@ def evaluate(cfg: EvalConfig) -> dict[str, dict]:
 def plot_results(out: pathlib.Path, summaries: dict[str, dict]) -> pathlib.Path:
     from ..sim.viz import plot_summaries
 
-    return plot_summaries(out / "results.png", summaries)
+    notes = {name: note for name, s in summaries.items() if (note := provenance.random_weights_note(s.get("run")))}
+    return plot_summaries(out / "results.png", summaries, notes=notes)
+
+
+def merge_results(cfg: EvalConfig) -> dict[str, dict]:
+    """Summaries of every policy folder under ``cfg.out`` (all shards), with what produced each."""
+    return {p: {**merge(cfg.policy_dir(p)), "run": provenance.read_run(cfg.policy_dir(p))}
+            for p in cfg.policies if cfg.policy_dir(p).is_dir()}
 
 
 def env_shard() -> tuple[int, int]:

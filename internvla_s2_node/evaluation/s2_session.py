@@ -16,6 +16,7 @@ import subprocess
 import sys
 
 import rclpy
+from rclpy.signals import SignalHandlerOptions
 
 from ..core.actions import Action
 from ..core.types import Decision
@@ -103,6 +104,27 @@ def shard_domain_id(cfg) -> int:
     return int(os.environ.get("ROS_DOMAIN_ID", DEFAULT_DOMAIN_ID)) + cfg.rank
 
 
+class S2StartFailure(RuntimeError):
+    """The S2 node did not come up; the message is the node's own reason where it gave one."""
+
+
+def wait_for_node(bridge: SimBridge, process: subprocess.Popen | None) -> None:
+    """Until the S2 node answers; S2StartFailure at once when its configure fails or its process exits."""
+
+    def exited() -> str:
+        if process is not None and process.poll() is not None:
+            return f"the S2 node process exited with code {process.returncode}"
+        return ""
+
+    try:
+        up = bridge.wait_for_s2(STARTUP_TIMEOUT_S, abort=exited)
+    except PolicyFailure as exc:
+        raise S2StartFailure(f"the S2 node did not start: {exc}; check --model and --params-file") from exc
+    if not up:
+        raise S2StartFailure(f"the S2 node did not come up within {STARTUP_TIMEOUT_S:.0f} s; "
+                             "check that it runs (s2_node) on this ROS_DOMAIN_ID")
+
+
 @contextlib.contextmanager
 def s2_policy_session(cfg):
     """The S2 policy for ``EvalConfig`` ``cfg``: the bridge plus the S2 node.
@@ -114,7 +136,9 @@ def s2_policy_session(cfg):
         os.environ["ROS_DOMAIN_ID"] = str(shard_domain_id(cfg))
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     args = ros_arguments(cfg) if cfg.s2_mode != "external" else list(cfg.ros_args)
-    rclpy.init(args=["internvla-s2-eval", *args])
+    # No rclpy signal handlers: Ctrl-C / SIGTERM reach this thread as KeyboardInterrupt (the CLI maps
+    # SIGTERM), so the cleanup below runs with a valid context instead of failing inside rclpy.
+    rclpy.init(args=["internvla-s2-eval", *args], signal_handler_options=SignalHandlerOptions.NO)
     nodes, process = [SimBridge()], None
     try:
         if cfg.s2_mode == "process":
@@ -124,8 +148,7 @@ def s2_policy_session(cfg):
 
             nodes.append(S2Node())
         with spinning(nodes):
-            if not nodes[0].wait_for_s2(STARTUP_TIMEOUT_S):
-                raise RuntimeError(f"the S2 node did not come up within {STARTUP_TIMEOUT_S:.0f} s")
+            wait_for_node(nodes[0], process)
             policy = S2RosPolicy(nodes[0], cfg.s2_timeout_s)
             policy.process = process
             yield policy

@@ -25,6 +25,7 @@ import numpy as np
 import rclpy
 from nav_msgs.msg import Odometry
 from geometry_msgs.msg import PoseStamped
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header, String
@@ -38,6 +39,7 @@ from ..sim.loop import PolicyFailure
 from . import conversions as conv
 from .executor import spin
 from .node_cli import parse_help
+from .outputs import ERROR, level_value
 from .qos import latched_qos, reliable_qos, sensor_qos
 
 ABORT_POLL_S = 0.25
@@ -87,6 +89,9 @@ class SimBridge(Node):
         self._last_stamp_ns = 0
         self.create_subscription(String, f"{s2}/decision", self._on_decision, rq)
         self.create_subscription(String, f"{s2}/active_instruction", self._on_active_instruction, latched_qos())
+        self.s2_failure = ""  # the S2 node's reason when its configure failed (from /diagnostics)
+        self._s2_name = s2.rsplit("/", 1)[-1]
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, reliable_qos(10))
 
     # ---------------------------------------------------------------- inputs
     def _on_decision(self, msg: String) -> None:
@@ -101,6 +106,15 @@ class SimBridge(Node):
             while len(self._decisions) > 64:
                 self._decisions.pop(next(iter(self._decisions)))
             self._cond.notify_all()
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        """Note the S2 node's configure failure: ERROR while unconfigured, with the reason as message."""
+        for status in msg.status:
+            if not status.name.endswith(self._s2_name):
+                continue
+            values = {kv.key: kv.value for kv in status.values}
+            failed = level_value(status.level) >= level_value(ERROR) and values.get("state") == "unconfigured"
+            self.s2_failure = status.message if failed else ""
 
     def _on_active_instruction(self, msg: String) -> None:
         with self._cond:
@@ -161,10 +175,14 @@ class SimBridge(Node):
     def publish_result(self, record: dict) -> None:
         self._pub["result"].publish(String(data=json.dumps(record, default=str)))
 
-    def wait_for_s2(self, timeout: float) -> bool:
-        """True once the S2 node's decision publisher and request subscriber are matched."""
+    def wait_for_s2(self, timeout: float, abort=None) -> bool:
+        """True once the S2 node's decision publisher and request subscriber are matched. PolicyFailure
+        at once when the node reports a failed configure, or ``abort()`` returns a reason."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            why = self.s2_failure or (abort() if abort is not None else "")
+            if why:
+                raise PolicyFailure(why)
             if self._pub["decide"].get_subscription_count() > 0 and self.count_publishers(
                 self._pub["decide"].topic_name.rsplit("/", 1)[0] + "/decision"
             ) > 0:
