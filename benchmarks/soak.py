@@ -8,7 +8,7 @@ listener node that records every ``~/decision`` (step latency) and samples, ever
 
 * RSS / peak RSS of this process, Python heap (tracemalloc: traced bytes) and gc object count,
   threads and open file descriptors;
-* the node's 1-frame slot length, history frames (bounded by ``history_capacity``), odometry/depth
+* the node's 1-frame slot length, history frames (bounded by ``history_capacity`` + 1), odometry/depth
   buffer lengths, frames received / dropped / rejected, inferences, errors;
 * step latency (mean, p50, p95, max of the decisions in the interval) and frame age.
 
@@ -58,7 +58,7 @@ def run_publisher(args) -> None:
     from rclpy.node import Node
 
     from internvla_s2_node.ros import conversions as conv
-    from internvla_s2_node.ros import testing as T
+    import ros_feed as T  # benchmarks/, the script's folder
     from internvla_s2_node.ros.qos import sensor_qos
     from nav_msgs.msg import Odometry
     from sensor_msgs.msg import CameraInfo, Image

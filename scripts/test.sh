@@ -6,5 +6,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source scripts/env.sh
 source scripts/ros2_overlay.sh
-export ROS_DOMAIN_ID=${ROS_DOMAIN_ID:-91}
 exec .venv/bin/python -m pytest tests "$@"

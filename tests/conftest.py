@@ -2,9 +2,11 @@
 
 import os
 
+from ros_domains import DEFAULT_BASE
+
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ["ROS_LOCALHOST_ONLY"] = "1"
-os.environ.setdefault("ROS_DOMAIN_ID", "91")
+os.environ.setdefault("ROS_DOMAIN_ID", str(DEFAULT_BASE))  # each test adds its offset (tests/ros_domains.py)
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 os.environ["HF_HUB_OFFLINE"] = "1"

@@ -42,7 +42,8 @@ from std_msgs.msg import String  # noqa: E402
 
 from internvla_s2_node.core.geometry import camera_extrinsic  # noqa: E402
 from internvla_s2_node.ros import conversions as conv  # noqa: E402
-from internvla_s2_node.ros import testing as T  # noqa: E402
+import ros_helpers as T  # noqa: E402
+from ros_domains import domain as ros_domain  # noqa: E402
 
 ENCODINGS = ["rgb8", "bgr8", "rgba8", "bgra8", "mono8", "16UC1", "mono16", "32FC1", "yuv422", "bayer_rggb8", "",
              "RGB8", "8UC3", "64FC1", "rgb8\u00e9", "x" * 300]
@@ -489,7 +490,7 @@ def test_compressed_bomb_is_refused_before_decoding():
 
 def test_fuzz_messages_scripted_engine_in_process():
     ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=100)
+    rclpy.init(context=ctx, domain_id=ros_domain("fuzz_messages_in_process"))
     small = [Parameter("resize_w", value=56), Parameter("resize_h", value=56),
              Parameter("max_waypoint_distance", value=MAX_WP)]
     from internvla_s2_node.ros.s2_node import S2Node
@@ -585,7 +586,7 @@ def test_fuzz_messages_real_tiny_checkpoint_process(tmp_path):
     from internvla_s2_node.core.tiny import default_tiny_checkpoint
 
     model = T.biased_checkpoint(default_tiny_checkpoint("qwen3_vl"), tmp_path / "pixel", "pixel")
-    domain = 101
+    domain = ros_domain("fuzz_messages_process")
     log = tmp_path / "s2_node.log"
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_LOCALHOST_ONLY="1",
                OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")

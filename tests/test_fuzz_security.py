@@ -28,6 +28,7 @@ import xml.etree.ElementTree as ET
 import numpy as np
 import pytest
 from fixtures_models import tiny_backbone, tiny_checkpoint  # noqa: F401  (pytest fixtures)
+from ros_domains import domain
 
 from internvla_s2_node.core import backbone as bb
 from internvla_s2_node.core.config import EngineConfig
@@ -35,7 +36,7 @@ from internvla_s2_node.core.engine import S2Engine
 from internvla_s2_node.core.types import DecisionKind, Frame
 
 rclpy = pytest.importorskip("rclpy")
-from internvla_s2_node.ros import testing as T  # noqa: E402
+import ros_helpers as T  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 POLICY = ROOT / "config" / "sros2" / "internvla_s2_policy.xml"
@@ -134,7 +135,7 @@ def test_model_path_parameter_is_validated_at_configure(tmp_path):
         str(tmp_path / "bins"): "PyTorch pickles are not loaded",
     }
     ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=108)
+    rclpy.init(context=ctx, domain_id=domain("fuzz_security_node"))
     node = S2Node(context=ctx, parameter_overrides=[Parameter("autostart", value=False),
                                                     Parameter("device", value="cpu")])
     try:
@@ -243,7 +244,7 @@ def test_sros2_policy_lists_exactly_the_nodes_endpoints():
     policy = policy_profiles()
     assert set(policy) == {"s2_node", "sim_bridge", "action_executor"}
     ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=109)
+    rclpy.init(context=ctx, domain_id=domain("fuzz_security_bridge"))
     nodes = [S2Node(engine_factory=T.scripted_engine_factory(["STOP"]), context=ctx,
                     parameter_overrides=[Parameter("decision_mode", value="on_request")]),  # + ~/decide
              SimBridge(context=ctx), ActionExecutor(context=ctx)]

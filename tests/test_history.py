@@ -22,6 +22,7 @@ def test_spread_over_whole_episode_not_last_frames():
 
 
 def test_buffer_exact_up_to_capacity():
+    """Selects before appending; the engine appends first: see test_engine_history_exact_up_to_capacity."""
     buf = HistoryBuffer[int](capacity=512)
     for t in range(0, 513):
         sel = buf.select(t, 8)
@@ -35,7 +36,7 @@ def test_buffer_bounded_and_graceful_beyond_capacity():
     buf = HistoryBuffer[int](capacity=cap)
     for t in range(5000):
         buf.append(t)
-        assert buf.kept <= cap
+        assert buf.kept <= cap + 1  # capacity history frames + the current one
         if t % 97 == 0 and t > 0:
             wanted = upstream(t)
             got = [i for i, _ in buf.select(t, 8)]
@@ -67,3 +68,28 @@ def test_get_returns_kept_frames_only():
     # capacity 4 exceeded: stride 2, odd indices thinned out
     assert h.get(4) == "f4" and h.get(2) == "f2"
     assert h.get(5) is None and h.get(3) is None and h.get(99) is None
+
+
+@pytest.mark.parametrize("observe_first", [True, False])
+def test_engine_history_exact_up_to_capacity(observe_first):
+    """Through the engine, which records the current frame before it selects (as the node does with
+    observe() then step(index)): at every step t <= history_capacity the model sees upstream's frames
+    unique(linspace(0, t-1, 8, int32)) (InternNav internnav/habitat_extensions/vln/habitat_vln_evaluator.py:749-751,
+    internvla_n1_agent_realworld.py:184), and the current frame t; at t = 512 that is [0, 73, ..., 511]."""
+    from test_engine_logic import make_engine
+
+    from internvla_s2_node.core.types import Frame
+
+    cap = 512
+    engine = make_engine(["\u2191"] * (cap + 2), history_capacity=cap, resize_w=28, resize_h=28)
+    engine.reset("go")
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    for t in range(cap + 1):
+        index = engine.observe(rgb) if observe_first else None
+        engine.step(Frame(rgb), index)
+        keys = engine.generator.calls[-1][2]
+        assert keys == upstream(t) + [t], t
+    assert keys[:-1] == [0, 73, 146, 219, 292, 365, 438, 511]
+    assert engine.history.kept == cap + 1
+    engine.step(Frame(rgb), engine.observe(rgb) if observe_first else None)  # t = 513: thinned, bounded
+    assert engine.history.kept <= cap + 1 and engine.history.stride == 2

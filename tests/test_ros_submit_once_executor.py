@@ -12,11 +12,14 @@ rclpy = pytest.importorskip("rclpy")
 from rclpy.callback_groups import ReentrantCallbackGroup  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 
-from internvla_s2_node.ros import testing as T  # noqa: E402
+import ros_helpers as T  # noqa: E402
 from internvla_s2_node.ros.executor import SubmitOnceExecutor  # noqa: E402
+from ros_domains import domain  # noqa: E402
 
 pytestmark = pytest.mark.ros
-DOMAIN_ID = 66
+
+
+DOMAIN_ID = domain("ros_submit_once_executor")
 
 
 def _blocked_pool(executor_cls):

@@ -23,15 +23,17 @@ def straight(n, step=1.0):
     return np.array([[i * step, 0.0, 0.0] for i in range(n)])
 
 
-def test_success_boundary_exactly_three_metres_counts():
+def test_success_spl_and_oracle_success_are_strict_at_three_metres():
+    """habitat-lab v0.2.4 habitat-lab/habitat/tasks/nav/nav.py:541 (Success:
+    ``distance_to_target < self._success_distance``), SPL = success * ... (nav.py:605) and
+    InternNav internnav/habitat_extensions/vln/measures.py:105 (OracleSuccess: ``d < 3.0``)."""
     traj = straight(3)  # ends at x = 2
-    goal = [5.0, 0.0, 0.0]  # 3.0 m away
+    goal = [5.0, 0.0, 0.0]  # 3.0 m away, and never closer
     m = M.compute_metrics(traj, goal, traj, called_stop=True, shortest_path_length=5.0)
     assert m.distance_to_goal == 3.0
-    assert m.success == 1.0
-    m2 = M.compute_metrics(traj, [5.0001, 0.0, 0.0], traj, called_stop=True, shortest_path_length=5.0001)
-    assert m2.success == 0.0
-    assert m2.distance_to_goal == pytest.approx(3.0001)
+    assert m.success == 0.0 and m.spl == 0.0 and m.oracle_success == 0.0
+    m2 = M.compute_metrics(traj, [4.9999, 0.0, 0.0], traj, called_stop=True, shortest_path_length=4.9999)
+    assert m2.success == 1.0 and m2.oracle_success == 1.0 and m2.spl == pytest.approx(1.0)
 
 
 def test_success_needs_stop_and_oracle_success_differs():
@@ -91,3 +93,35 @@ def test_distance_fn_is_used_and_summarize_means():
     assert s["success"] == pytest.approx(2 / 3)
     assert s["distance_to_goal"] == pytest.approx(10.0 / 3)
     assert set(M.SUMMARY_KEYS) <= set(s)
+
+
+def test_summarize_counts_nonfinite_spl_as_zero_and_drops_nonfinite_ne():
+    """InternNav internnav/habitat_extensions/vln/habitat_vln_evaluator.py:215 (``torch.nan_to_num(spls_all,
+    nan=0.0, posinf=0.0, neginf=0.0)``) and :218-219 (only finite NE enter the NE mean); the
+    summary reports how many episodes each rule touched."""
+    ok = {"success": 1.0, "spl": 0.8, "oracle_success": 1.0, "distance_to_goal": 1.0}
+    nan_spl = {"success": 0.0, "spl": math.nan, "oracle_success": 0.0, "distance_to_goal": 2.0}
+    missing_spl = {"success": 0.0, "spl": None, "oracle_success": 0.0, "distance_to_goal": 3.0}
+    unreachable = {"success": 0.0, "spl": 0.0, "oracle_success": 0.0, "distance_to_goal": math.inf}
+    unknown_ne = {"success": 0.0, "spl": 0.0, "oracle_success": 0.0, "distance_to_goal": None}
+    s = M.summarize([ok, nan_spl, missing_spl, unreachable, unknown_ne])
+    assert s["episodes"] == 5
+    assert s["spl"] == pytest.approx(0.8 / 5)  # NaN and missing SPL are 0, not left out (0.8 / 3)
+    assert s[M.SPL_ZEROED] == 2
+    assert s["distance_to_goal"] == pytest.approx((1.0 + 2.0 + 3.0) / 3)  # inf and None left out, not inf
+    assert s[M.NE_DROPPED] == 2
+    assert s["success"] == pytest.approx(1 / 5)
+    clean = M.summarize([ok, ok])
+    assert clean[M.SPL_ZEROED] == 0 and clean[M.NE_DROPPED] == 0
+
+
+def test_an_unreachable_goal_gives_nan_spl_that_the_summary_counts_as_zero():
+    """A geodesic shortest path of inf (goal off the navmesh) makes SPL NaN per episode (0 * inf / inf);
+    habitat_vln_evaluator.py:215 then counts it as 0."""
+    traj = straight(2)
+    m = M.compute_metrics(traj, [1, 0, 0], traj, called_stop=True, shortest_path_length=math.inf,
+                          distance_fn=lambda a, b: math.inf)
+    assert m.success == 0.0 and math.isnan(m.spl) and m.distance_to_goal == math.inf
+    s = M.summarize([m, m])
+    assert s["spl"] == 0.0 and s[M.SPL_ZEROED] == 2
+    assert math.isnan(s["distance_to_goal"]) and s[M.NE_DROPPED] == 2

@@ -11,6 +11,8 @@ ATTN_IMPLEMENTATIONS = ("auto", "flash_attention_2", "sdpa", "eager")
 LOOK_DOWN_MODES = ("requery", "command")
 CONJUNCTION_MODES = ("random", "first")
 FAST_PATH_MODES = ("auto", "on", "off")
+PROMPT_PUNCTUATIONS = ("one_period", "habitat_evaluator")  # core.prompt.PUNCTUATION_MODES
+LOOK_DOWN_IN_LIST = ("skip", "execute")  # core.parsing.LOOK_DOWN_IN_LIST
 
 
 @dataclasses.dataclass
@@ -26,11 +28,14 @@ class EngineConfig:
     max_new_tokens: int = 24
     look_down_mode: str = "requery"
     conjunction_mode: str = "random"
+    prompt_punctuation: str = "one_period"  # see core.prompt.instruction_text
     seed: int = 0
     min_depth: float = 0.1
     max_depth: float = 10.0
     depth_window: int = 5
-    max_actions: int = 16
+    max_actions: int = 128  # upstream executes every action of an answer of up to 128 new tokens
+    look_down_in_list: str = "skip"  # see core.parsing.parse_output
+    max_look_downs: int = 2  # look-down turns in a row (command mode): 2 x 30 deg, as upstream after a second ↓
     max_instruction_chars: int = 2000
     fast_path: str = "auto"
 
@@ -49,6 +54,8 @@ class EngineConfig:
             ("attn_implementation", ATTN_IMPLEMENTATIONS),
             ("look_down_mode", LOOK_DOWN_MODES),
             ("conjunction_mode", CONJUNCTION_MODES),
+            ("prompt_punctuation", PROMPT_PUNCTUATIONS),
+            ("look_down_in_list", LOOK_DOWN_IN_LIST),
             ("fast_path", FAST_PATH_MODES),
         ):
             if getattr(self, name) not in allowed:
@@ -61,11 +68,14 @@ class EngineConfig:
             ("max_new_tokens", 1),
             ("depth_window", 0),
             ("max_actions", 1),
+            ("max_look_downs", 1),
             ("max_instruction_chars", 1),
         ):
             if int(getattr(self, name)) < low:
                 yield f"{name} must be >= {low}, got {getattr(self, name)}"
         if self.history_capacity < self.num_history:
             yield f"history_capacity ({self.history_capacity}) must be >= num_history ({self.num_history})"
+        if self.look_down_in_list == "execute" and self.look_down_mode != "command":
+            yield "look_down_in_list 'execute' needs look_down_mode 'command' (the caller tilts and runs the list)"
         if not 0.0 <= self.min_depth < self.max_depth:
             yield f"need 0 <= min_depth < max_depth, got {self.min_depth} and {self.max_depth}"

@@ -3,7 +3,8 @@
 The released checkpoints were trained with, at step ``t``, the frames
 ``unique(linspace(0, t - 1, num_history, dtype=int32))`` of everything seen this
 episode. Keeping every frame would make memory grow with the episode, so
-:class:`HistoryBuffer` keeps at most ``capacity`` frames:
+:class:`HistoryBuffer` keeps at most ``capacity + 1`` frames: ``capacity`` history frames
+and the current one (the engine records the current frame before it selects the history).
 
 * While ``t <= capacity`` every frame is kept and the indices are exact.
 * Beyond that the buffer thins itself: it keeps only frames whose index is a
@@ -12,8 +13,8 @@ episode. Keeping every frame would make memory grow with the episode, so
   of any served index is below the stride, so a linspace spread over ``t``
   frames stays spread over the whole episode.
 
-Memory is ``capacity`` frames at the model's input resolution (384x384x3 bytes =
-432 KiB each; 512 frames = 216 MiB).
+Memory is ``capacity + 1`` frames at the model's input resolution (384x384x3 bytes =
+432 KiB each; 513 frames = 216 MiB).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class HistoryBuffer(Generic[T]):
 
     @property
     def exact_limit(self) -> int:
-        """Episode length up to which every index is served exactly."""
+        """Step ``t`` up to which every index is served exactly (frames 0..t all kept)."""
         return self.capacity
 
     def clear(self) -> None:
@@ -76,7 +77,7 @@ class HistoryBuffer(Generic[T]):
             self._count += 1
             if index % self._stride == 0:
                 self._frames[index] = frame
-                if len(self._frames) > self.capacity:
+                if len(self._frames) > self.capacity + 1:  # history + the current frame
                     self._thin()
             return index
 

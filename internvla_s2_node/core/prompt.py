@@ -14,11 +14,22 @@ from typing import Any
 IMAGE_TOKEN = "<image>"
 
 PROMPT_TEMPLATE = (
-    "You are an autonomous navigation assistant. Your task is to {instruction}. "
+    "You are an autonomous navigation assistant. Your task is to {instruction} "
     "Where should you go next to stay on track? Please output the next waypoint's "
     "coordinates in the image. Please output STOP when you have successfully completed the task."
 )
 HISTORY_PREFIX = " These are your historical observations: "
+
+# How the instruction ends before "Where should you go next". Upstream's template has
+# "<instruction>." and its two loops fill it differently:
+# - "habitat_evaluator": internnav/habitat_extensions/vln/habitat_vln_evaluator.py:742-744
+#   replaces "<instruction>." with instruction_text[:-1]: an R2R instruction's final period
+#   and the template's are both gone ("... near the stairs Where should ...").
+# - "one_period": internnav/agent/internvla_n1_agent_realworld.py:179 replaces it with the
+#   instruction as given: one period for a period-terminated instruction ("... stairs. Where").
+#   We give every instruction exactly one, as the template does (the training data,
+#   internnav/dataset/internvla_n1_lerobot_dataset.py:1067, keeps the template's period).
+PUNCTUATION_MODES: tuple[str, ...] = ("one_period", "habitat_evaluator")
 
 CONJUNCTIONS: tuple[str, ...] = (
     "you can see ",
@@ -74,9 +85,32 @@ def clean_instruction(instruction: str) -> str:
     return " ".join(neutralize_markup(instruction).split()).rstrip(".").strip()
 
 
-def build_user_text(instruction: str, num_history: int, conjunction: str) -> str:
-    """First user turn with ``<image>`` placeholders: history frames, then the current frame."""
-    text = PROMPT_TEMPLATE.format(instruction=clean_instruction(instruction))
+def instruction_text(instruction: str, punctuation: str = "one_period") -> str:
+    """The text that takes the place of ``<instruction>.`` in upstream's template.
+
+    Where upstream's evaluator is plainly wrong we do not follow it, in either mode:
+    ``[:-1]`` cuts the last letter of an instruction without a final period (``monitor`` ->
+    ``monito``; we drop only a period), ``split_and_clean`` deletes newlines and so glues the
+    words around them (we put a blank there), and an ``<image>`` inside the instruction makes
+    more placeholders than images and crashes (``neutralize_markup``)."""
+    if punctuation == "one_period":
+        return clean_instruction(instruction) + "."
+    if punctuation != "habitat_evaluator":
+        raise ValueError(f"punctuation must be one of {PUNCTUATION_MODES}, got {punctuation!r}")
+    # Other blanks are kept as given: the evaluator's text, token for token. Trailing blanks
+    # go first, so the period they follow is the one dropped (upstream would cut a blank).
+    text = re.sub(r"\s*\n\s*", " ", neutralize_markup(instruction)).rstrip()
+    return text[:-1] if text.endswith(".") else text
+
+
+def build_user_text(instruction: str, num_history: int, conjunction: str, punctuation: str = "one_period") -> str:
+    """First user turn with ``<image>`` placeholders: history frames, then the current frame.
+
+    With no history frame (step 0, or ``num_history: 0``) the history sentence is left out.
+    Upstream's evaluator (habitat_vln_evaluator.py:749-753) leaves it out at step 0 only: with
+    ``num_history: 0`` it says "These are your historical observations: ." and shows no image.
+    That sentence introduces nothing, and no released checkpoint was trained or scored with 0."""
+    text = PROMPT_TEMPLATE.format(instruction=instruction_text(instruction, punctuation))
     if num_history > 0:
         text += HISTORY_PREFIX + (IMAGE_TOKEN + "\n") * num_history + "."
     return text + " " + conjunction + IMAGE_TOKEN + "."

@@ -1,9 +1,11 @@
 """Per-episode VLN metrics as the VLN-CE Habitat evaluator defines them (pure functions).
 
-- success (SR): the agent called STOP and its distance to the goal is <= 3.0 m.
+- success (SR): the agent called STOP and its distance to the goal is < 3.0 m (strict, as
+  habitat-lab's ``Success``: ``distance_to_target < self._success_distance``).
 - SPL: success * shortest / max(shortest, path_length); shortest = geodesic start->goal.
 - NE (``distance_to_goal``): distance from the final position to the goal.
-- OS (``oracle_success``): some position of the trajectory (start included) was within 3.0 m.
+- OS (``oracle_success``): some position of the trajectory (start included) was closer than
+  3.0 m (strict, as InternNav's and VLN-CE's ``OracleSuccess``: ``d < 3.0``).
 - nDTW: exp(-DTW(trajectory, reference) / (len(reference) * 3.0)), euclidean point distances,
   consecutive duplicate positions dropped (VLN-CE records a location only when it changes);
   sDTW = success * nDTW.
@@ -11,6 +13,10 @@
 
 Distances to the goal go through ``distance_fn`` (the backend's geodesic distance in an
 evaluation; euclidean by default, e.g. in tests).
+
+``summarize`` aggregates as InternNav's ``HabitatVLNEvaluator.calc_metrics`` does: a
+non-finite SPL counts as 0 (``torch.nan_to_num``) and a non-finite NE is left out of the NE
+mean (``torch.isfinite``); the summary says how many episodes each rule touched.
 """
 
 from __future__ import annotations
@@ -118,7 +124,7 @@ def compute_metrics(
     unique = dedupe(pts)
     distances = np.array([distance_fn(p, goal) for p in unique])
     final = float(distances[-1])
-    success = 1.0 if called_stop and final <= success_distance else 0.0
+    success = 1.0 if called_stop and final < success_distance else 0.0
     length = path_length(pts)
     if shortest_path_length <= 0.0 and length <= 0.0:
         spl = success
@@ -128,7 +134,7 @@ def compute_metrics(
     return EpisodeMetrics(
         success=success,
         spl=float(spl),
-        oracle_success=1.0 if bool(np.any(distances <= success_distance)) else 0.0,
+        oracle_success=1.0 if bool(np.any(distances < success_distance)) else 0.0,
         distance_to_goal=final,
         ndtw=score,
         sdtw=success * score if not math.isnan(score) else math.nan,
@@ -149,12 +155,33 @@ def _as_metrics_dict(item: Any) -> Mapping[str, Any]:
     raise TypeError(f"cannot summarise {type(item).__name__}")
 
 
+SPL_ZEROED = "spl_nonfinite_as_zero"  # episodes whose non-finite SPL counted as 0
+NE_DROPPED = "distance_to_goal_nonfinite_dropped"  # episodes left out of the NE mean
+
+
+def _value(row: Mapping[str, Any], key: str) -> float | None:
+    v = row.get(key)
+    return None if v is None else float(v)
+
+
 def summarize(results: Iterable[Any], keys: Sequence[str] = SUMMARY_KEYS) -> dict[str, float]:
-    """Mean of each metric over episodes (EpisodeMetrics, EpisodeResult or dicts); NaN
-    values (e.g. nDTW without reference) are left out of their mean. ``episodes``: count."""
+    """Mean of each metric over episodes (EpisodeMetrics, EpisodeResult or dicts).
+
+    As upstream's evaluator: a non-finite or missing SPL is 0 and a non-finite or missing NE
+    is left out of the NE mean (the counts are ``spl_nonfinite_as_zero`` and
+    ``distance_to_goal_nonfinite_dropped``). Other NaN values (e.g. nDTW without a reference)
+    are left out of their mean. ``episodes``: count."""
     rows = [_as_metrics_dict(r) for r in results]
-    out: dict[str, float] = {"episodes": float(len(rows))}
+    out: dict[str, float] = {"episodes": float(len(rows)), SPL_ZEROED: 0.0, NE_DROPPED: 0.0}
     for key in keys:
-        values = [float(r[key]) for r in rows if key in r and r[key] is not None and not math.isnan(float(r[key]))]
+        values = [_value(r, key) for r in rows if key in r]
+        if key == "spl":
+            out[SPL_ZEROED] = float(sum(v is None or not math.isfinite(v) for v in values))
+            values = [v if v is not None and math.isfinite(v) else 0.0 for v in values]
+        elif key == "distance_to_goal":
+            out[NE_DROPPED] = float(sum(v is None or not math.isfinite(v) for v in values))
+            values = [v for v in values if v is not None and math.isfinite(v)]
+        else:
+            values = [v for v in values if v is not None and not math.isnan(v)]
         out[key] = float(np.mean(values)) if values else math.nan
     return out

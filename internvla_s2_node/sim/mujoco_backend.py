@@ -9,7 +9,8 @@ far-plane pixels reported as 0 (no return) like Habitat.
 Scenes are ``SceneSpec`` JSON files; an episode's ``scene_id`` is resolved relative to
 ``scenes_dir`` (default: the bundled ``assets/scenes``).
 
-Threading: the renderer owns an OpenGL (EGL/OSMesa) context created on first render;
+Threading: the renderer owns an OpenGL (EGL/OSMesa) context created on first render (``gl.py``
+picks the platform when MUJOCO_GL is unset on a headless machine);
 call ``reset``/``step``/``render`` from one thread (e.g. the ROS bridge's executor thread).
 """
 
@@ -25,6 +26,7 @@ from ..core.geometry import R_BODY_OPTICAL, rotation_rpy
 from .backend import Observation, SimBackend, SimConfig, make_observation, postprocess_depth
 from .coords import wrap_angle
 from .episodes import Episode
+from .gl import import_mujoco
 from .scenes import GRID_RESOLUTION, SceneSpec, scene_mjcf, scene_navgrid
 
 ASSETS_DIR = pathlib.Path(__file__).resolve().parent / "assets"
@@ -84,7 +86,7 @@ class MujocoBackend(SimBackend):
     def _ensure_model(self) -> None:
         if self._model is not None:
             return
-        import mujoco  # lazy: metric-only runs need no OpenGL
+        mujoco = import_mujoco()  # lazy: metric-only runs need no OpenGL
 
         cfg = self.config
         xml = scene_mjcf(self.spec, cfg.width, cfg.height, cfg.vfov_deg, CAMERA_NAME)
@@ -175,7 +177,7 @@ class MujocoBackend(SimBackend):
 
     def render(self) -> tuple[np.ndarray, np.ndarray]:
         """RGB (HxWx3 uint8) and depth (HxW float32 m) at the current agent pose."""
-        import mujoco
+        mujoco = import_mujoco()
 
         self._ensure_model()
         if self._renderer is None:

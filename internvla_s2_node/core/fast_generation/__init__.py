@@ -1,0 +1,57 @@
+"""Fast S2 generation: the same greedy answer as ``PlainGenerator``, without its repeated work.
+
+What the plain way (processor + ``model.generate``) redoes at every step, and what we do instead:
+
+* **Image preprocessing.** Each frame is preprocessed once (``image_processor`` on that frame alone
+  gives the rows the processor gives it in a batch) and kept under its key (episode frame index); on
+  CUDA the processor runs on the GPU for frame sizes where that gives bit-identical pixels (checked on
+  the first frame of each size). The prompt's token ids come from tokenizing the chat text with one
+  ``<|image_pad|>`` per image and expanding each to the frame's token count, as the processor does.
+* **Vision encoding.** The vision tower attends within each image (``cu_seqlens``; Qwen2.5-VL's
+  windows lie inside an image too), so a frame's features do not depend on the other frames. Each
+  frame is encoded once, by the model's own tower, and its merged tokens and (Qwen3-VL) deepstack
+  features are cached (LRU, ``cache_frames``): one new frame per step in an episode. On CUDA each
+  vision block is replayed from a CUDA graph (its ``cu_seqlens`` given as a host tensor, so the
+  block's per-image split does not wait on the device).
+* **Prefill.** The model's own embedding, decoder layers, norm and lm_head run over the prompt (image
+  features scattered in at the image-pad positions, deepstack features added after the first decoder
+  layers at the image positions, mrope positions from the model's own ``get_rope_index``, memoized per
+  prompt and computed while the tower runs), as ``Qwen*VLModel.forward`` does, but written so that
+  nothing waits on the device (inputs uploaded from pinned memory): the prompt is padded
+  at its end to a bucket of 64 tokens (causal attention: real tokens never see the padding), its K/V go
+  into a preallocated static cache, and on CUDA the whole prefill is compiled once (dynamic length)
+  and replayed from one CUDA graph per bucket.
+* **Decoding.** One fixed-shape step (embedding, decoder layers over the static cache with a mask,
+  norm, lm_head, greedy argmax, the repetition penalty when the generation config asks for one) whose
+  state lives on the device; on CUDA it is compiled (elementwise ops fused, a fused masked attention,
+  one GEMV for q/k/v and one for gate/up, their weights re-laid as views of one tensor) and captured in
+  a CUDA graph. The next step is queued before the previous token is read, so the GPU never waits for
+  the host between tokens; after an end token one queued step is scratch work.
+
+Nothing is batched that could change the answer; what differs from the plain path is floating-point
+rounding (a frame encoded alone vs. in a batch, a padded prompt, a masked static cache, fused kernels).
+In float32 the tokens agree exactly in the tests (CPU, and CUDA with graphs and compilation); in bf16,
+near-ties of random-weight models flip now and then (``benchmarks/README.md`` reports the rate).
+Anything that fails to compile or capture falls back to running eagerly, with one logged reason
+(``FastGenerator.failures``).
+
+Files (one job each):
+
+* ``generator.py``: ``FastGenerator`` (``generate`` / ``reset``) and ``make_fast_generator``.
+* ``settings.py``: what the fast path serves (attention kinds, greedy generation settings) and its sizes.
+* ``frames.py``: the frame cache and image preprocessing.
+* ``vision.py``: the vision tower on new frames, its blocks replayed from CUDA graphs.
+* ``prompt_inputs.py``: token ids, mrope positions, the padded bucket, uploaded without a sync.
+* ``kv.py``: the static KV cache and the other static device buffers.
+* ``prefill.py``: the prompt through the text model (compiled, one graph per bucket).
+* ``decode.py``: the one-token step (decode attention, compiled, one graph).
+* ``fused.py``: fused q/k/v and gate/up projections for decoding.
+* ``tokens.py``: the next token (lm_head, penalty, argmax) and reading tokens back.
+* ``graphs.py``: CUDA-graph capture helpers (and the CPU stand-in the tests use).
+"""
+
+from .decode import DECODE_ATTENTION
+from .generator import FastGenerator, make_fast_generator
+from .settings import FastPathUnavailable
+
+__all__ = ["DECODE_ATTENTION", "FastGenerator", "FastPathUnavailable", "make_fast_generator"]

@@ -1,0 +1,130 @@
+"""Decoding: one fixed-shape step over the static cache (fused masked attention, fused projections),
+compiled and captured in a CUDA graph on CUDA."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .graphs import _capture
+from .kv import _StaticKV
+
+DECODE_ATTENTION = "s2_decode"
+
+
+def _decode_attention_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
+    """Attention of a few query tokens over the static cache: plain matmuls and a masked fp32 softmax
+    (which ``torch.compile`` fuses), grouped-query heads folded into the query rows.
+
+    ``attention_mask``: bool ``[1, 1, 1, S]``, True where a slot may be attended. Returns
+    ``([B, q, H, d], None)`` like the transformers attention functions.
+    """
+    b, h, q, d = query.shape
+    kv_heads = key.shape[1]
+    groups = h // kv_heads
+    scale = scaling if scaling is not None else d**-0.5
+    qg = query.reshape(b, kv_heads, groups * q, d)
+    scores = torch.matmul(qg, key.transpose(-1, -2)).float() * scale
+    if attention_mask is not None:
+        scores = scores.masked_fill(~attention_mask, float("-inf"))
+    probs = torch.softmax(scores, dim=-1).to(value.dtype)
+    out = torch.matmul(probs, value).reshape(b, h, q, d)
+    return out.transpose(1, 2).contiguous(), None
+
+
+_registered = False
+
+
+def _register_decode_attention() -> None:
+    global _registered
+    if not _registered:
+        from transformers import AttentionInterface
+
+        AttentionInterface.register(DECODE_ATTENTION, _decode_attention_forward)
+        _registered = True
+
+
+class DecodeMixin:
+    """``FastGenerator``'s decode step (state: ``_decode_graph``, ``_decode_fn``, ``_fused``)."""
+
+    @contextlib.contextmanager
+    def _decode_attention(self):
+        """The layers set up for the one-token step: attention switched to the decode kernel, fused
+        q/k/v projections swapped in. (Only Python that runs when the step is traced or captured.)"""
+        saved = [c._attn_implementation for c in self._attn_configs]
+        try:
+            for c in self._attn_configs:
+                c._attn_implementation = self.decode_attn
+            for f in self._fused:
+                f.swap_in()
+            yield
+        finally:
+            for f in self._fused:
+                f.swap_out()
+            for c, a in zip(self._attn_configs, saved):
+                c._attn_implementation = a
+
+    def _decode_layers(self, span: int) -> None:
+        """One token from the state on the device; compiled and graph-captured on CUDA."""
+        lm = self.lm
+        h = lm.embed_tokens(self._tok)
+        text_pos = self._pos.view(1, 1)
+        position_embeddings = lm.rotary_emb(h, (self._pos + self._delta).view(1, 1, 1).expand(3, 1, 1))
+        visible = torch.arange(span, device=h.device) <= self._pos
+        if self.decode_attn != "eager":
+            mask = visible.view(1, 1, 1, span)
+        else:
+            mask = torch.where(visible, 0.0, torch.finfo(h.dtype).min).to(h.dtype).view(1, 1, 1, span)
+        kv = _StaticKV(self._keys, self._values, self._pos, span)
+        for layer in lm.layers:
+            h = layer(h, attention_mask=mask, position_ids=text_pos, past_key_values=kv, use_cache=True, position_embeddings=position_embeddings)
+            if isinstance(h, tuple):
+                h = h[0]
+        h = lm.norm(h)
+        self._next_token(h[:, -1, :])
+        self._pos.add_(1)
+
+    def _decode_eager(self) -> None:
+        with self._decode_attention():
+            self._decode_layers(self._capacity)
+
+    def _decode_runner(self) -> Callable[[], Any]:
+        if not self.graphs or "decode" in self.failures:
+            return self._decode_eager
+        if self._decode_graph is None:
+            span = self._capacity
+            state = [self._tok, self._pos, self._seen, self._out]
+            snapshot = [t.clone() for t in state]
+
+            def once():
+                with self._decode_attention():
+                    self._decode_fn(span)
+
+            def restore():
+                for t, s in zip(state, snapshot):
+                    t.copy_(s)
+
+            def warm():  # a real step (its K/V slot is rewritten identically later), state put back
+                once()
+                restore()
+
+            try:
+                if self._decode_fn is not self._decode_layers:
+                    try:
+                        warm()  # compiles (once per capacity)
+                    except Exception as exc:  # noqa: BLE001
+                        restore()
+                        self._note_failure("compile_decode", exc)
+                        self._decode_fn = self._decode_layers
+                graph = _capture(once, self.device, self.fake_graphs, self._pool, warm=warm)
+                restore()
+            except Exception as exc:  # noqa: BLE001
+                restore()
+                self._note_failure("decode", exc)
+                return self._decode_eager
+            self._decode_graph = graph
+            self.stats["decode_graphs_captured"] += 1
+        return self._decode_graph.replay

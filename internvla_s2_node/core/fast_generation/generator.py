@@ -1,0 +1,244 @@
+"""``FastGenerator``: the pieces put together behind ``generate`` / ``reset``; ``make_fast_generator``."""
+
+from __future__ import annotations
+
+import collections
+import gc
+import inspect
+import logging
+import threading
+import time
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
+
+import torch
+
+from ..generation import Generated
+from .decode import DECODE_ATTENTION, DecodeMixin, _register_decode_attention
+from .frames import FramesMixin, _FrameEntry
+from .fused import _FusedProjections, _fuse_layers
+from .graphs import _PoolHolder
+from .kv import StaticBuffersMixin
+from .prefill import PrefillMixin
+from .prompt_inputs import PromptInputsMixin
+from .settings import DEFAULT_CACHE_FRAMES, SUPPORTED_ATTENTION, FastPathUnavailable, _attn_implementation, _greedy_settings
+from .tokens import TokensMixin
+from .vision import VisionMixin, _BlockGraphs
+
+log = logging.getLogger(__name__)
+
+
+class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMixin, PrefillMixin, DecodeMixin, TokensMixin):
+    """Greedy generation with per-frame caches, a static KV cache and, on CUDA, graph-replayed
+    prefill, decode and vision blocks. Same interface as ``generation.PlainGenerator``."""
+
+    def __init__(
+        self,
+        backbone,
+        max_new_tokens: int,
+        cache_frames: int = DEFAULT_CACHE_FRAMES,
+        cuda_graphs: bool | str | None = None,
+        compile_decode: bool | None = None,
+        compile_prefill: bool | None = None,
+        decode_attention: str | None = None,
+        vision_graphs: bool | None = None,
+        fuse_qkv: bool | None = None,
+        device_preprocess: bool | None = None,
+        compile_vision: bool | None = None,
+    ) -> None:
+        self.backbone = backbone
+        self.max_new_tokens = int(max_new_tokens)
+        self.model = model = backbone.model
+        self.processor = backbone.processor
+        self.tokenizer = backbone.processor.tokenizer
+        self.image_processor = backbone.processor.image_processor
+        self.device = torch.device(backbone.device)
+        self.dtype = backbone.dtype
+        self.cache_frames = max(16, int(cache_frames))
+
+        base = getattr(model, "model", None)
+        visual = getattr(base, "visual", None)
+        lm = getattr(base, "language_model", None)
+        if visual is None or lm is None or not all(hasattr(lm, a) for a in ("layers", "embed_tokens", "norm", "rotary_emb")):
+            raise FastPathUnavailable(f"{type(model).__name__} lacks model.visual / model.language_model.(layers, embed_tokens, norm, rotary_emb)")
+        if not hasattr(base, "get_rope_index"):
+            raise FastPathUnavailable(f"{type(base).__name__} has no get_rope_index")
+        self.base, self.visual, self.lm = base, visual, lm
+        text_cfg = getattr(model.config, "text_config", model.config)
+        self.attn = _attn_implementation(text_cfg)
+        if self.attn not in SUPPORTED_ATTENTION:
+            raise FastPathUnavailable(f"attention implementation {self.attn!r} (fast path supports {SUPPORTED_ATTENTION})")
+        self.decode_attn = decode_attention or DECODE_ATTENTION
+        if self.decode_attn not in ("sdpa", "eager", DECODE_ATTENTION):
+            raise ValueError(f"decode_attention must be 'sdpa', 'eager' or {DECODE_ATTENTION!r}, got {decode_attention!r}")
+        if self.decode_attn == DECODE_ATTENTION:
+            _register_decode_attention()
+        self._attn_configs = list({id(c): c for c in (getattr(layer.self_attn, "config", None) for layer in lm.layers) if c is not None}.values())
+        layer_types = getattr(text_cfg, "layer_types", None) or []
+        if any(t != "full_attention" for t in layer_types) or getattr(text_cfg, "use_sliding_window", False):
+            raise FastPathUnavailable("sliding-window attention layers")
+        self.eos_ids, self.repetition_penalty = _greedy_settings(model)
+        self.image_token_id = int(model.config.image_token_id)
+        self.merge = int(getattr(model.config.vision_config, "spatial_merge_size", 2))
+        self.n_layers = len(lm.layers)
+        self.n_kv = int(text_cfg.num_key_value_heads)
+        self.head_dim = int(getattr(text_cfg, "head_dim", None) or text_cfg.hidden_size // text_cfg.num_attention_heads)
+        self.hidden = int(text_cfg.hidden_size)
+        self.vocab = int(model.get_output_embeddings().weight.shape[0])
+        self.is_moe = bool(getattr(text_cfg, "num_experts", 0) or getattr(text_cfg, "num_local_experts", 0))
+        self._rope_params = set(inspect.signature(base.get_rope_index).parameters)
+
+        cuda = self.device.type == "cuda"
+        if cuda_graphs is None:
+            cuda_graphs = cuda and not self.is_moe
+            if cuda and self.is_moe:
+                log.info("fast path: MoE routing is data-dependent, so the text model runs without CUDA graphs")
+        self.fake_graphs = cuda_graphs == "fake"
+        self.graphs = bool(cuda_graphs) and (cuda or self.fake_graphs)
+        vision_attn = _attn_implementation(getattr(visual, "config", model.config.vision_config))
+        if vision_graphs is None:
+            vision_graphs = self.graphs and vision_attn in ("sdpa", "eager") and hasattr(visual, "blocks")
+        self.vision_graphs = bool(vision_graphs) and hasattr(visual, "blocks")
+        # Each vision block compiled (its elementwise ops fused) before its graph is captured.
+        self.compile_vision = bool(compile_vision) and self.vision_graphs
+        if compile_decode is None:
+            compile_decode = cuda and self.graphs and not self.fake_graphs
+        self.compile_decode = bool(compile_decode)
+        if compile_prefill is None:
+            compile_prefill = cuda and self.graphs and not self.fake_graphs
+        self.compile_prefill = bool(compile_prefill)
+        self._decode_fn: Callable[[int], None] = self._decode_layers
+        self._prefill_fn: Callable[[int, int], None] = self._prefill_layers
+        if self.compile_decode or self.compile_prefill:
+            # Round where eager rounds (bf16 casts inside fused kernels), to stay close to the plain path.
+            try:
+                import torch._inductor.config as inductor_config
+
+                options = {"emulate_precision_casts": True} if hasattr(inductor_config, "emulate_precision_casts") else None
+            except ImportError:
+                options = None
+            if self.compile_decode:
+                self._decode_fn = torch.compile(self._decode_layers, dynamic=False, options=options)
+            if self.compile_prefill:  # one compile for all prompt lengths (captured per bucket)
+                self._prefill_fn = torch.compile(self._prefill_layers, dynamic=True, options=options)
+        if self.vision_graphs:
+            for block in visual.blocks:
+                _BlockGraphs.install(block)
+        # Decode-time fused q/k/v and gate/up GEMVs (weights re-laid as views: no extra memory).
+        if fuse_qkv is None:
+            fuse_qkv = cuda
+        self._fused: list[_FusedProjections] = _fuse_layers(lm.layers, fuse_mlp=not self.is_moe) if fuse_qkv else []
+        # Image preprocessing on the GPU (torchvision backend), per frame size only where it gives the
+        # CPU's exact pixel values (checked on the first frame of each size).
+        self.device_preprocess = cuda if device_preprocess is None else bool(device_preprocess)
+        self._device_pp_ok: dict[Any, bool] = {}
+
+        self._lock = threading.Lock()  # guards the frame cache (reset() may come from another thread)
+        self._generate_lock = threading.Lock()  # one generation at a time: the device state is shared
+        self._epoch = 0
+        self._frames: collections.OrderedDict[Hashable, _FrameEntry] = collections.OrderedDict()
+        self._rope_memo: collections.OrderedDict[tuple, tuple[torch.Tensor, int]] = collections.OrderedDict()
+        self.stats = collections.Counter()
+        self.encoding = False  # True while the vision tower runs for this generator
+        self.failures: dict[str, str] = {}  # graph/compile attempts that failed, and why (then eager)
+
+        dev = self.device
+        self._tok = torch.zeros(1, 1, dtype=torch.long, device=dev)  # next input token
+        self._pos = torch.zeros(1, dtype=torch.long, device=dev)  # its position / KV slot
+        self._delta = torch.zeros(1, dtype=torch.long, device=dev)  # mrope position minus text position
+        self._last = torch.zeros(1, dtype=torch.long, device=dev)  # index of the prompt's last token
+        self._seen = torch.zeros(self.vocab, dtype=torch.bool, device=dev)  # ids so far (repetition penalty)
+        self._out = torch.zeros(1, dtype=torch.long, device=dev)
+        self._host_tokens: torch.Tensor | None = None  # pinned copies of each step's token (CUDA)
+        self._token_events: list = []
+        self._capacity = 0
+        self._keys: list[torch.Tensor] = []
+        self._values: list[torch.Tensor] = []
+        self._prefill_graphs: dict[int, Any] = {}
+        self._decode_graph = None
+        self._vision_graphs: dict[Any, Any] = {}
+        self._pool = _PoolHolder()
+
+    # ------------------------------------------------------------------ public interface
+    def reset(self) -> None:
+        with self._lock:
+            self._epoch += 1
+            self._frames = collections.OrderedDict()
+
+    def generate(self, messages: list[dict[str, Any]], images: Sequence[Any], keys: Sequence[Hashable | None]) -> Generated:
+        if len(keys) != len(images):
+            raise ValueError(f"{len(images)} images but {len(keys)} keys")
+        gc_enabled = gc.isenabled()
+        with self._generate_lock, torch.inference_mode():
+            if gc_enabled:
+                gc.disable()  # no collector pause inside a step; it runs right after
+            try:
+                return self._generate(messages, images, keys)
+            finally:
+                if gc_enabled:
+                    gc.enable()
+
+    # ------------------------------------------------------------------ one call
+    def _generate(self, messages, images, keys) -> Generated:
+        t0 = time.perf_counter()
+        with self._lock:
+            epoch, frames = self._epoch, self._frames
+        text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        ta = time.perf_counter()
+        entries = [self._entry(frames, key, image) for key, image in zip(keys, images)]
+        tb = time.perf_counter()
+        ids = self._token_ids(text, entries)
+        t1 = time.perf_counter()
+        events = None
+        if self.device.type == "cuda":  # the tower's GPU time, without making the host wait for it
+            events = (torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+            events[0].record()
+        self._encode(entries)
+        if events is not None:
+            events[1].record()
+        t2 = time.perf_counter()
+        prompt = self._prompt_inputs(ids, entries)  # host work while the tower runs; uploaded without a sync
+        self._prefill(prompt, entries)
+        new_ids, t3 = self._read_tokens()
+        t4 = time.perf_counter()
+        with self._lock:
+            if self._epoch == epoch:
+                self._store(frames, keys, entries)
+        decoded = self.tokenizer.decode(new_ids, skip_special_tokens=True)
+        self.stats["calls"] += 1
+        self.stats["new_tokens"] += len(new_ids)
+        vision = t2 - t1 if events is None else events[0].elapsed_time(events[1]) / 1e3
+        timing = {
+            "preprocess": t1 - t0,
+            "preprocess_template": ta - t0,
+            "preprocess_images": tb - ta,
+            "preprocess_tokens": t1 - tb,
+            "vision": vision,  # CUDA: the tower's GPU time (it overlaps host work of the prefill)
+            "prefill": t3 - t1 - vision if events is not None else t3 - t2,
+            "first_token": t3 - t0,
+            "decode": t4 - t3,
+            "generate": t4 - t1,
+        }
+        return Generated(decoded, new_ids, timing)
+
+    # ------------------------------------------------------------------ frames
+    def _note_failure(self, what: str, exc: Exception) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.failures[what] = f"{type(exc).__name__}: {exc}"[:500]
+        log.warning("fast path: %s runs eagerly from now on (%s)", what, self.failures[what])
+
+
+
+def make_fast_generator(backbone, max_new_tokens: int, required: bool) -> FastGenerator | None:
+    """A :class:`FastGenerator` for ``backbone``, or None (one logged reason) when it can't apply.
+
+    ``required`` (engine ``fast_path: on``) turns the reason into a RuntimeError instead.
+    """
+    try:
+        return FastGenerator(backbone, max_new_tokens)
+    except FastPathUnavailable as exc:
+        if required:
+            raise RuntimeError(f"fast_path 'on' but the fast path can't serve this model: {exc}") from exc
+        log.info("fast generation path not used: %s", exc)
+        return None

@@ -1,0 +1,54 @@
+"""The static KV cache: preallocated per layer, written by prefill and decode, grown in steps."""
+
+from __future__ import annotations
+
+import torch
+
+from .settings import CAPACITY_STEP, PREFILL_BUCKET
+
+
+class _StaticKV:
+    """Cache object handed to the decoder layers. Prefill (``pos`` None): the prompt's K/V are written
+    at ``[0, n)`` and returned as they are. Decode: one token's K/V written at ``pos``, the first
+    ``span`` slots returned (the mask hides what is beyond the current position)."""
+
+    def __init__(self, keys, values, pos: torch.Tensor | None = None, span: int = 0) -> None:
+        self.keys, self.values, self.pos, self.span = keys, values, pos, span
+
+    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
+        k, v = self.keys[layer_idx], self.values[layer_idx]
+        if self.pos is None:
+            n = key_states.shape[2]
+            k[:, :, :n].copy_(key_states)
+            v[:, :, :n].copy_(value_states)
+            return key_states, value_states
+        k.index_copy_(2, self.pos, key_states.to(k.dtype))
+        v.index_copy_(2, self.pos, value_states.to(v.dtype))
+        return k[:, :, : self.span], v[:, :, : self.span]
+
+
+
+class StaticBuffersMixin:
+    """``FastGenerator``'s static device buffers (KV, embeddings, deepstack rows, mrope positions)."""
+
+    def _ensure_capacity(self, need: int) -> None:
+        if need <= self._capacity:
+            return
+        cap = max(2 * CAPACITY_STEP if self.device.type == "cuda" else PREFILL_BUCKET, -(-need // CAPACITY_STEP) * CAPACITY_STEP)
+        dev, dt = self.device, self.dtype
+        self._keys = [torch.zeros(1, self.n_kv, cap, self.head_dim, dtype=dt, device=dev) for _ in range(self.n_layers)]
+        self._values = [torch.zeros_like(k) for k in self._keys]
+        self._embeds = torch.zeros(1, cap, self.hidden, dtype=dt, device=dev)
+        self._deep: list[torch.Tensor] = []
+        self._mpos = torch.zeros(3, 1, cap, dtype=torch.long, device=dev)
+        self._text_pos = torch.arange(cap, device=dev).view(1, cap)
+        self._capacity = cap
+        self._prefill_graphs.clear()
+        self._decode_graph = None
+        if not self._vision_graphs:
+            self._pool.renew()
+
+    def _deep_buffers(self, n: int) -> list[torch.Tensor]:
+        while len(self._deep) < n:
+            self._deep.append(torch.zeros(1, self._capacity, self.hidden, dtype=self.dtype, device=self.device))
+        return self._deep[:n]

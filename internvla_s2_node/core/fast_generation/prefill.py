@@ -1,0 +1,86 @@
+"""Prefill: the prompt through the text model into the static cache; compiled once (dynamic length) and
+replayed from one CUDA graph per bucket on CUDA."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from .frames import _FrameEntry
+from .graphs import _capture
+from .kv import _StaticKV
+from .prompt_inputs import _Prompt
+
+
+class PrefillMixin:
+    """``FastGenerator``'s prefill (state: ``_prefill_graphs``, ``_prefill_fn``)."""
+
+    def _prefill(self, prompt: _Prompt, entries: list[_FrameEntry]) -> None:
+        """Queue the prompt through the text model; its first token is read by ``_read_tokens``."""
+        L, bucket, n_img, dev_host = prompt.length, prompt.bucket, prompt.n_image_tokens, prompt.device_rows
+        dev_ids = dev_host[0:1]
+        img_index = dev_host[4, :n_img]
+        embeds = self.lm.embed_tokens(dev_ids)
+        n_deep = 0
+        if entries:
+            merged = torch.cat([e.feats[0] for e in entries], dim=0).to(embeds.dtype)
+            if merged.shape[0] != n_img:
+                raise ValueError(f"image features ({merged.shape[0]}) and image tokens ({n_img}) do not match")
+            embeds[0, img_index] = merged
+            n_deep = len(entries[0].feats[1])
+            for j, buf in enumerate(self._deep_buffers(n_deep)):
+                buf[:, :bucket].zero_()
+                buf[0, img_index] = torch.cat([e.feats[1][j] for e in entries], dim=0).to(buf.dtype)
+        self._embeds[:, :bucket].copy_(embeds)
+        self._mpos[:, :, :bucket].copy_(dev_host[1:4].unsqueeze(1))
+        self._last.fill_(L - 1)
+        if self.repetition_penalty != 1.0:
+            self._seen.zero_()
+            self._seen[dev_ids[0, :L]] = True
+        run = self._prefill_runner(bucket, n_deep)
+        run()
+        self._pos.fill_(L)
+        self._delta.fill_(prompt.delta)
+
+    def _prefill_runner(self, bucket: int, n_deep: int) -> Callable[[], Any]:
+        key = (bucket, n_deep)
+        if not self.graphs or "prefill" in self.failures:
+            return lambda: self._prefill_layers(bucket, n_deep)
+        graph = self._prefill_graphs.get(key)
+        if graph is None:
+            if self._prefill_fn is not self._prefill_layers:
+                try:
+                    self._prefill_fn(bucket, n_deep)  # compiles on first use (idempotent: same inputs)
+                except Exception as exc:  # noqa: BLE001
+                    self._note_failure("compile_prefill", exc)
+                    self._prefill_fn = self._prefill_layers
+            try:
+                graph = _capture(lambda: self._prefill_fn(bucket, n_deep), self.device, self.fake_graphs, self._pool)
+            except Exception as exc:  # noqa: BLE001
+                self._note_failure("prefill", exc)
+                return lambda: self._prefill_layers(bucket, n_deep)
+            self._prefill_graphs[key] = graph
+            self.stats["prefill_graphs_captured"] += 1
+        return graph.replay
+
+    def _prefill_layers(self, bucket: int, n_deep: int) -> None:
+        """The prompt through the text model (static buffers in, first token out); graph-capturable."""
+        lm = self.lm
+        h = self._embeds[:, :bucket]
+        text_pos = self._text_pos[:, :bucket]
+        position_embeddings = lm.rotary_emb(h, self._mpos[:, :, :bucket])
+        mask = None  # sdpa / flash: causal without a mask
+        if self.attn == "eager":
+            mask = torch.full((bucket, bucket), torch.finfo(h.dtype).min, dtype=h.dtype, device=h.device).triu(1).view(1, 1, bucket, bucket)
+        kv = _StaticKV(self._keys, self._values)
+        deep = self._deep[:n_deep]
+        for i, layer in enumerate(lm.layers):
+            h = layer(h, attention_mask=mask, position_ids=text_pos, past_key_values=kv, use_cache=True, position_embeddings=position_embeddings)
+            if isinstance(h, tuple):
+                h = h[0]
+            if i < n_deep:
+                h = h + deep[i][:, :bucket]  # deepstack: zero rows except at the image tokens
+        h = lm.norm(h)
+        self._next_token(h.index_select(1, self._last)[:, -1, :])

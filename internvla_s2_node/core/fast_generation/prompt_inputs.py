@@ -1,0 +1,88 @@
+"""Prompt inputs: the processor's token ids, mrope positions (memoized ``get_rope_index``), the padded
+bucket and the image-token index, uploaded in one non-blocking copy."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+from .frames import _FrameEntry
+from .settings import PREFILL_BUCKET, ROPE_MEMO
+
+
+@dataclasses.dataclass
+class _Prompt:
+    length: int
+    bucket: int
+    delta: int  # mrope position minus text position, for the decode steps
+    n_image_tokens: int
+    device_rows: torch.Tensor  # [5, bucket] on the device: ids, 3 mrope rows, image-token index
+
+
+
+class PromptInputsMixin:
+    """``FastGenerator``'s prompt side (state: ``_rope_memo``)."""
+
+    def _token_ids(self, text: str, entries: list[_FrameEntry]) -> list[int]:
+        """The processor's input ids: one ``<|image_pad|>`` per image expanded to its token count."""
+        raw = self.tokenizer(text)["input_ids"]
+        ids: list[int] = []
+        it = iter(entries)
+        for tok in raw:
+            if tok == self.image_token_id:
+                entry = next(it, None)
+                if entry is None:
+                    raise ValueError("the chat text has more image placeholders than images")
+                ids.extend([tok] * entry.n_tokens)
+            else:
+                ids.append(tok)
+        if next(it, None) is not None:
+            raise ValueError("more images than image placeholders in the chat text")
+        return ids
+
+    def _position_ids(self, ids: list[int], input_ids: torch.Tensor, grids: list[tuple[int, int, int]]) -> tuple[torch.Tensor, int]:
+        """The three mrope rows ``[3, 1, L]`` from the model's ``get_rope_index``, and the decode offset.
+        Memoized: within an episode the prompt's ids repeat (same instruction, same frame count)."""
+        key = (tuple(ids), tuple(grids))
+        hit = self._rope_memo.get(key)
+        if hit is not None:
+            self._rope_memo.move_to_end(key)
+            self.stats["rope_hits"] += 1
+            return hit
+        grid = torch.tensor(grids, dtype=torch.long) if grids else None
+        hit = self._rope_memo[key] = self._compute_position_ids(input_ids, grid)
+        while len(self._rope_memo) > ROPE_MEMO:
+            self._rope_memo.popitem(last=False)
+        return hit
+
+    def _compute_position_ids(self, input_ids: torch.Tensor, grid: torch.Tensor | None) -> tuple[torch.Tensor, int]:
+        if grid is None:
+            pos = torch.arange(input_ids.shape[1]).view(1, 1, -1).expand(3, 1, -1)
+            return pos, 0
+        kwargs = {"image_grid_thw": grid, "attention_mask": torch.ones_like(input_ids)}
+        if "mm_token_type_ids" in self._rope_params:
+            kwargs["mm_token_type_ids"] = (input_ids == self.image_token_id).to(torch.int32)
+        pos, deltas = self.base.get_rope_index(input_ids, **kwargs)
+        return pos, int(deltas.reshape(-1)[0])
+
+    def _prompt_inputs(self, ids: list[int], entries: list[_FrameEntry]) -> _Prompt:
+        """Host side of the prefill: bucket, mrope positions (``get_rope_index``), image-token index; on
+        the device as one upload that does not wait for the GPU (pinned memory)."""
+        L = len(ids)
+        bucket = -(-L // PREFILL_BUCKET) * PREFILL_BUCKET
+        self._ensure_capacity(bucket + self.max_new_tokens)
+        input_ids = torch.tensor([ids], dtype=torch.long)
+        mpos, delta = self._position_ids(ids, input_ids, [e.grid for e in entries])
+        # Pad at the end: token 0, positions continuing after the last one (real tokens never see them).
+        pad = bucket - L
+        last_pos = int(mpos.max()) if L else -1
+        cuda = self.device.type == "cuda"
+        host = torch.zeros(5, bucket, dtype=torch.long, pin_memory=cuda)
+        host[0, :L] = input_ids[0]
+        host[1:4, :L] = mpos[:, 0]
+        host[1:4, L:] = torch.arange(last_pos + 1, last_pos + 1 + pad)
+        img_pos = torch.nonzero(input_ids[0] == self.image_token_id).flatten()
+        n_img = int(img_pos.numel())
+        host[4, :n_img] = img_pos
+        return _Prompt(L, bucket, delta, n_img, host.to(self.device, non_blocking=cuda))

@@ -1,0 +1,125 @@
+"""Vision encoding: the model's own tower on the frames not encoded yet, its blocks replayed from CUDA
+graphs (optionally compiled first) while a fast generator encodes."""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+
+from .frames import _FrameEntry
+from .graphs import _capture, _PoolHolder
+
+
+class _BlockGraphs:
+    """Replaces a vision block's ``forward`` on the instance. While a fast generator encodes frames
+    (``active``), the block is replayed from a CUDA graph per input shape, with ``cu_seqlens`` as a
+    host tensor (the block only splits by it); otherwise it passes straight through."""
+
+    local = threading.local()
+
+    def __init__(self, block: torch.nn.Module) -> None:
+        self.original = block.forward
+        self._compiled = None
+
+    def _forward(self, ctx):
+        if not ctx.compile:
+            return self.original
+        if self._compiled is None:  # one compile serves every block (same code, weights as inputs)
+            self._compiled = torch.compile(self.original, dynamic=False)
+        return self._compiled
+
+    @classmethod
+    def install(cls, block: torch.nn.Module) -> _BlockGraphs:
+        existing = getattr(block, "_s2_block_graphs", None)
+        if existing is not None:
+            return existing
+        runner = cls(block)
+        block.forward = runner
+        block._s2_block_graphs = runner
+        return runner
+
+    def __call__(self, hidden_states, *args, **kwargs):
+        ctx = getattr(self.local, "ctx", None)
+        cu = kwargs.get("cu_seqlens")
+        pe = kwargs.get("position_embeddings")
+        if ctx is None or args or cu is None or not isinstance(pe, tuple):
+            return self.original(hidden_states, *args, **kwargs)
+        cu_host = ctx.host_copy(cu)
+        rest = {k: v for k, v in kwargs.items() if k not in ("cu_seqlens", "position_embeddings")}
+        if any(isinstance(v, torch.Tensor) for v in rest.values()):
+            return self.original(hidden_states, *args, **kwargs)
+        key = (id(self), ctx.compile, tuple(hidden_states.shape), hidden_states.dtype, tuple(cu_host.tolist()), tuple(p.shape for p in pe), tuple(sorted(rest.items())))
+        entry = ctx.graphs.get(key)
+        if entry is None:
+            h_buf = hidden_states.clone()
+            pe_buf = tuple(p.clone() for p in pe)
+            fn = self._forward(ctx)
+            graph = _capture(lambda: fn(h_buf, cu_seqlens=cu_host, position_embeddings=pe_buf, **rest), ctx.device, ctx.fake, ctx.pool)
+            entry = ctx.graphs[key] = (graph, h_buf, pe_buf)
+            ctx.stats["vision_graphs_captured"] += 1
+        graph, h_buf, pe_buf = entry
+        h_buf.copy_(hidden_states)
+        for b, p in zip(pe_buf, pe):
+            if b.data_ptr() != p.data_ptr():
+                b.copy_(p)
+        return graph.replay()
+
+
+class _VisionGraphContext:
+    """What the block wrappers need during one tower call of a generator (its graphs, pool, stats)."""
+
+    def __init__(self, device: torch.device, fake: bool, stats, graphs: dict, pool: _PoolHolder, compile: bool = False) -> None:
+        self.device, self.fake, self.stats, self.graphs, self.pool = device, fake, stats, graphs, pool
+        self.compile = compile
+        self._host: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def host_copy(self, t: torch.Tensor) -> torch.Tensor:
+        hit = self._host.get(id(t))
+        if hit is None or hit[0] is not t:
+            hit = self._host[id(t)] = (t, t.detach().to("cpu"))
+        return hit[1]
+
+
+class VisionMixin:
+    """``FastGenerator``'s tower calls (state: ``visual``, ``vision_graphs``, ``_vision_graphs``, ``_pool``)."""
+
+    def _encode(self, entries: list[_FrameEntry]) -> None:
+        """Run the model's vision tower on the frames not encoded yet (all of them in one call)."""
+        misses = [e for e in entries if e.feats is None]
+        if not misses:
+            return
+        pixels = torch.cat([e.pixels for e in misses], dim=0)
+        grid = torch.tensor([e.grid for e in misses], dtype=torch.long, device=self.device)
+        self.encoding = True
+        try:
+            merged, deep = self._run_tower(pixels, grid)
+        finally:
+            self.encoding = False
+        self.stats["vision_calls"] += 1
+        self.stats["frames_encoded"] += len(misses)
+        sizes = [e.n_tokens for e in misses]
+        merged_parts = torch.split(merged, sizes)
+        deep_parts = [torch.split(d, sizes) for d in deep]
+        for i, e in enumerate(misses):
+            # Views into the tower's outputs: the mergers run eagerly, so these are fresh tensors (not a
+            # block graph's static buffer) and need no copy.
+            e.feats = (merged_parts[i], [d[i] for d in deep_parts])
+
+    def _run_tower(self, pixels: torch.Tensor, grid: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        out = None
+        if self.vision_graphs and "vision" not in self.failures:
+            _BlockGraphs.local.ctx = _VisionGraphContext(self.device, self.fake_graphs, self.stats, self._vision_graphs, self._pool, self.compile_vision)
+            try:
+                out = self.visual(pixels, grid_thw=grid)
+            except Exception as exc:  # noqa: BLE001 - any capture trouble: encode eagerly from now on
+                self._note_failure("vision", exc)
+            finally:
+                _BlockGraphs.local.ctx = None
+        if out is None:
+            out = self.visual(pixels, grid_thw=grid)
+        if isinstance(out, torch.Tensor):  # older releases: the merged tokens alone
+            return out, []
+        if isinstance(out, tuple) and not hasattr(out, "pooler_output"):  # older Qwen3-VL: (merged, deepstack)
+            return out[0], list(out[1] if len(out) > 1 and out[1] is not None else [])
+        return out.pooler_output, list(getattr(out, "deepstack_features", None) or [])
