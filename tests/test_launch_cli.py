@@ -32,11 +32,12 @@ except PackageNotFoundError:
 import rclpy  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
-from internvla_s2_node.ros import testing as T  # noqa: E402
+import ros_helpers as T  # noqa: E402
+from ros_domains import domain  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 ROS2 = pathlib.Path(sys.executable).parent / "ros2"
-DOMAIN_SWAP, DOMAIN_SIM = 32, 33
+DOMAIN = domain("launch_cli")  # the launches of this module run one after another
 LOAD_TIMEOUT_S = 180.0
 
 
@@ -110,10 +111,10 @@ def test_params_file_backbone_swap_and_ctrl_c(tmp_path):
     action_executor and the packaged DDS profile; then Ctrl-C ends every process cleanly."""
     params = tmp_path / "qwen25.yaml"
     params.write_text('s2_node:\n  ros__parameters:\n    model_path: "tiny:qwen2_5_vl"\n    device: "cpu"\n')
-    launch = Launch(tmp_path / "launch.log", "robot.launch.py", DOMAIN_SWAP, f"params_file:={params}",
+    launch = Launch(tmp_path / "launch.log", "robot.launch.py", DOMAIN, f"params_file:={params}",
                     "namespace:=robot1", "use_action_executor:=true", "dds_profile:=config/fastdds_large_frames.xml")
     try:
-        with probe_on(DOMAIN_SWAP, "/robot1/s2_node") as probe:
+        with probe_on(DOMAIN, "/robot1/s2_node") as probe:
             diag = probe.wait_diagnostics(lambda d: d.get("state") == "active", timeout=LOAD_TIMEOUT_S)
             assert diag, launch.text()[-3000:]
             assert diag["backbone"] == "qwen2_5_vl", diag

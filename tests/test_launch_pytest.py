@@ -35,11 +35,12 @@ from launch.launch_description_sources import PythonLaunchDescriptionSource  # n
 from lifecycle_msgs.srv import GetState  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
-from internvla_s2_node.ros import testing as T  # noqa: E402
+import ros_helpers as T  # noqa: E402
+from ros_domains import domain  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-DOMAIN_ROBOT = 30
+DOMAIN_ROBOT = domain("launch_pytest")
 LOAD_TIMEOUT_S = 180.0  # tiny checkpoint built (first use) and loaded on a busy 2-core machine
 
 

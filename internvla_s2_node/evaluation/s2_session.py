@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pathlib
 import subprocess
 import sys
 
@@ -21,12 +20,12 @@ from rclpy.signals import SignalHandlerOptions
 from ..core.actions import Action
 from ..core.types import Decision
 from ..ros.executor import spinning
+from ..share import config_file
 from ..ros.sim_bridge import SimBridge
 from ..sim.backend import Observation
 from ..sim.loop import PolicyFailure
 from ..sim.policies import Policy
 
-CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "config"
 SIM_PARAMS = "sim.yaml"
 DEFAULT_DOMAIN_ID = 42
 STARTUP_TIMEOUT_S = 600.0  # loading a large checkpoint can take minutes
@@ -87,7 +86,7 @@ class S2RosPolicy(Policy):
 
 # -------------------------------------------------------------------- sessions
 def sim_params_files(extra: str | None) -> list[str]:
-    files = [str(CONFIG_DIR / SIM_PARAMS)]
+    files = [str(config_file(SIM_PARAMS))]  # share/internvla_s2/config when installed (colcon, ROS)
     return files + [extra] if extra else files
 
 
