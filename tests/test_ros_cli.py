@@ -10,15 +10,17 @@ import pytest
 
 pytest.importorskip("rclpy")
 
-from internvla_s2_node.ros import action_executor, bringup  # noqa: E402
+from internvla_s2_node.ros import action_executor, bringup, s2_node  # noqa: E402
 
 pytestmark = pytest.mark.ros
 PROGRAMS = {"action_executor": "internvla_s2_node.ros.action_executor",
-            "internvla-s2-bringup": "internvla_s2_node.ros.bringup"}
+            "internvla-s2-bringup": "internvla_s2_node.ros.bringup",
+            "s2_node": "internvla_s2_node.ros.s2_node"}
 
 
 @pytest.mark.parametrize("prog", sorted(PROGRAMS))
 def test_help_answers_without_loading_anything(prog):
+    """(Before, s2_node and action_executor ignored --help: they loaded the model and spun.)"""
     done = subprocess.run([sys.executable, "-m", PROGRAMS[prog], "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"usage: {prog}") and "--ros-args --params-file" in done.stdout
@@ -33,7 +35,8 @@ def test_help_answers_without_loading_anything(prog):
 def test_bad_params_file_is_one_line_exit_2(tmp_path, capsys, text, says):
     f = tmp_path / "p.yaml"
     f.write_text(text)
-    for prog, main in (("internvla-s2-bringup", bringup.main), ("action_executor", action_executor.main)):
+    for prog, main in (("internvla-s2-bringup", bringup.main), ("action_executor", action_executor.main),
+                       ("s2_node", s2_node.main)):
         assert main([prog, "--ros-args", "--params-file", str(f)]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith(f"{prog}: --params-file {f}: ") and says in err[0], err

@@ -62,3 +62,26 @@ def test_params_file_wrong_type_is_a_one_line_error(tmp_path, ros_context):
                domain_id=domain("ros_params_file"))
     with pytest.raises(ValueError, match="parameter max_linear_speed must be a float"):
         ActionExecutor(context=ros_context)
+
+
+def test_s2_node_warns_at_configure_and_takes_int_for_float(ros_context, capfd):
+    from rclpy.parameter import Parameter
+
+    import ros_helpers as T
+    from internvla_s2_node.ros.s2_node import S2Node
+
+    rclpy.init(context=ros_context, domain_id=domain("ros_params_file"))
+    node = S2Node(context=ros_context, engine_factory=T.scripted_engine_factory(["STOP"]),
+                  parameter_overrides=[Parameter("autostart", value=False), Parameter("max_waypoint_distnce", value=5.0),
+                                       Parameter("max_waypoint_distance", value=5)])
+    try:
+        value = node.get_parameter("max_waypoint_distance").value
+        assert value == 5.0 and type(value) is float
+        capfd.readouterr()
+        node.trigger_configure()
+        err = capfd.readouterr().err
+        assert ("parameter max_waypoint_distnce is not declared by this node and is ignored; "
+                "did you mean max_waypoint_distance?") in err
+    finally:
+        node.release()
+        node.destroy_node()

@@ -21,6 +21,7 @@ the CUDA cache), cleanup/shutdown close the engine (model and GPU memory freed).
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any, Callable
 
@@ -33,8 +34,10 @@ from rclpy.lifecycle import Node as LifecycleNode
 from rclpy.lifecycle import State, TransitionCallbackReturn
 from std_srvs.srv import Trigger
 
+from ..cli.errors import guarded
 from . import params
 from .executor import spin
+from .node_cli import parse_help
 from .pipeline import Counters, LatencyStats, LatestSlot, LogThrottle, PendingFrame, RequestMatcher, StampedBuffer
 from .qos import reliable_qos
 from .s2_decisions import DecisionMixin, free_accelerator_memory
@@ -124,6 +127,7 @@ class S2Node(IntakeMixin, DecisionMixin, DiagnosticsMixin, LifecycleNode):
             self.trigger_activate()
 
     def on_configure(self, state: State) -> TransitionCallbackReturn:
+        params.warn_unknown(self, params.S2_SPECS)  # typos in a params file: ignored by ROS, named here
         problems = self._config_problems()
         if problems:
             return self._fail_configure("invalid parameters: " + "; ".join(problems))
@@ -210,10 +214,13 @@ class S2Node(IntakeMixin, DecisionMixin, DiagnosticsMixin, LifecycleNode):
         self._subs, self._pubs = [], {}
 
 
+@guarded("s2_node")
 def main(args=None) -> None:
-    rclpy.init(args=args)
+    argv = list(sys.argv if args is None else args)
+    parse_help(argv, "s2_node", __doc__)
+    rclpy.init(args=argv)
     spin([S2Node()])
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
