@@ -21,6 +21,9 @@ from internvla_s2_node.ros.launch_util import as_bool, node_parameters
 
 PACKAGE = "internvla_s2"
 TOPICS = ("image", "depth", "camera_info", "odom", "instruction", "cmd_vel")
+# Seconds s2_node gets after SIGINT before launch escalates to SIGTERM (launch's default: 5). Releasing
+# the model and ending the interpreter took 2-3 s with a tiny checkpoint, over 5 s on a busy machine.
+S2_SIGTERM_TIMEOUT_S = "20"
 
 
 def default_params_file():
@@ -55,7 +58,7 @@ def s2_node(context, extra_remaps=()):
     remaps = [(t, get(t)) for t in ("image", "depth", "camera_info", "odom", "instruction")] + list(extra_remaps)
     return Node(package=PACKAGE, executable="s2_node", name="s2_node", namespace=ns, output="screen",
                 parameters=[params], remappings=remaps, arguments=["--ros-args", "--log-level", get("log_level")],
-                additional_env=dds_env(get("dds_profile")))
+                additional_env=dds_env(get("dds_profile")), sigterm_timeout=S2_SIGTERM_TIMEOUT_S)
 
 
 def dds_env(profile: str) -> dict:

@@ -135,3 +135,19 @@ def test_params_file_backbone_swap_and_ctrl_c(tmp_path):
     for name, pid in pids.items():
         assert f"[{name}]: process has finished cleanly [pid {pid}]" in text, text[-3000:]
     assert "SIGTERM" not in text and "SIGKILL" not in text, text[-3000:]
+
+
+def test_ctrl_c_while_the_model_loads_aborts_the_load_and_exits_0(tmp_path):
+    """Ctrl-C right after "loading model": the node ends at once with exit 0 (no failed transition)."""
+    launch = Launch(tmp_path / "launch.log", "robot.launch.py", DOMAIN)
+    try:
+        assert T.wait_for(lambda: "loading model" in launch.text(), 60, period=0.02), launch.text()[-3000:]
+        code = launch.ctrl_c()
+    finally:
+        launch.stop()
+    text = launch.text()
+    if "model loaded" in text:
+        pytest.fail("the model finished loading before Ctrl-C arrived; the abort was not exercised:\n" + text[-2000:])
+    assert code == 0, text[-3000:]
+    assert "load aborted" in text and "process has finished cleanly" in text, text[-3000:]
+    assert "errorprocessing" not in text and "SIGTERM" not in text, text[-3000:]
