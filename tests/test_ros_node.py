@@ -310,3 +310,53 @@ def test_look_down_requery_mode_answers_on_the_same_frame(context):
         assert close_to_any(stamp_of(goal), stamps)
         assert (goal.point.x, goal.point.y) == (5.0, 40.0) and probe.get("actions") == []
         assert probe.get("raw_output")[0].data == "↓\n5,40"
+
+
+def test_decision_and_diagnostics_say_which_path_answered(context):
+    """Issue 14 item 1 in the node: while the fast path builds in the background the plain path answers
+    (``path: plain`` on ~/decision and /diagnostics); once the build is done, the fast one does. Scripted
+    generators stand in for both paths (the real switch is tested in tests/test_warm_start.py)."""
+    import threading
+
+    from internvla_s2_node.core.warm_start import BackgroundBuild
+
+    class Plain(T.ScriptedGenerator):
+        path = "plain"
+
+    class Fast(T.ScriptedGenerator):
+        path = "fast"
+
+    gate = threading.Event()
+
+    def factory(cfg):
+        engine = T.scripted_engine_factory(["↑"])(cfg)
+        engine.generator = Plain(["↑"])
+        engine.fast_build = BackgroundBuild(lambda check: Fast(["←"]) if gate.wait(30) else None).start()
+        return engine
+
+    node = S2Node(engine_factory=factory, context=context, parameter_overrides=SMALL)
+    probe = T.Probe(context=context)
+    try:
+        with spinning([node, probe], context=context):
+            assert T.wait_for(lambda: node._active and probe.matched(), 15)
+            probe.instruct("walk to the sofa")
+            assert T.wait_for(lambda: node._instruction, 5)
+            send(probe, 3, period=0.06)
+            assert T.wait_for(lambda: len(probe.get("decision")) >= 2, 5)
+            diag = probe.wait_diagnostics(lambda d: int(d["inferences"]) >= 2)
+            assert (diag["path"], diag["generator"], diag["fast_path_build"]) == ("plain", "Plain", "building")
+            gate.set()
+            assert T.wait_for(lambda: node._engine.fast_build.done(), 5)
+            settle(node)
+            before = len(probe.get("decision"))
+            send(probe, 3, period=0.06)
+            assert T.wait_for(lambda: len(probe.get("decision")) >= before + 2, 5)
+            decisions = [json.loads(m.data) for m in probe.get("decision")]
+            assert {d["path"] for d in decisions[:before]} == {"plain"} and decisions[-1]["path"] == "fast"
+            assert [d["actions"] for d in decisions if d["path"] == "fast"][0] == [2]  # the fast generator's answer
+            diag = probe.wait_diagnostics(lambda d: d["path"] == "fast")
+            assert diag["generator"] == "Fast" and diag["fast_path_build"] == "ready" and float(diag["fast_path_build_s"]) >= 0
+    finally:
+        node.release()
+        node.destroy_node()
+        probe.destroy_node()

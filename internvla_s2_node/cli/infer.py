@@ -44,7 +44,8 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = parse_args(argv)
     frames = [load_frame(p, args.depth, args.hfov) for p in args.images]
-    engine = S2Engine(EngineConfig(model_path=args.model, device=args.device, max_new_tokens=args.max_new_tokens))
+    # inline: a one-shot run compiles in its first step rather than racing a background build to the exit
+    engine = S2Engine(EngineConfig(model_path=args.model, device=args.device, max_new_tokens=args.max_new_tokens, fast_path_build="inline"))
     engine.reset(args.instruction)
     for i, (path, frame) in enumerate(zip(args.images, frames)):
         decision = engine.step(frame)

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from ..generation import Generated
-from .decode import DECODE_ATTENTION, DecodeMixin, _register_decode_attention
+from .decode import DECODE_ATTENTION, DecodeMixin, _decode_stack, _register_decode_attention
 from .frames import FramesMixin, _FrameEntry
 from .fused import _FusedProjections, _fuse_layers
 from .graphs import _PoolHolder
@@ -31,6 +31,8 @@ log = logging.getLogger(__name__)
 class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMixin, PrefillMixin, DecodeMixin, TokensMixin):
     """Greedy generation with per-frame caches, a static KV cache and, on CUDA, graph-replayed
     prefill, decode and vision blocks. Same interface as ``generation.PlainGenerator``."""
+
+    path = "fast"  # the name decisions report (``Decision.path``)
 
     def __init__(
         self,
@@ -128,6 +130,7 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
         if fuse_qkv is None:
             fuse_qkv = cuda
         self._fused: list[_FusedProjections] = _fuse_layers(lm.layers, fuse_mlp=not self.is_moe) if fuse_qkv else []
+        self._decode_stack = _decode_stack(lm.layers, self._fused, self.decode_attn)
         # Image preprocessing on the GPU (torchvision backend), per frame size only where it gives the
         # CPU's exact pixel values (checked on the first frame of each size).
         self.device_preprocess = cuda if device_preprocess is None else bool(device_preprocess)
@@ -177,6 +180,23 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
             finally:
                 if gc_enabled:
                     gc.enable()
+
+    @property
+    def builds(self) -> bool:
+        """Whether the first calls compile or capture something (then a warm-up ahead of serving pays)."""
+        return bool(self.graphs or self.compile_decode or self.compile_prefill or self.vision_graphs)
+
+    def warm_up(self, requests, check: Callable[[], None] | None = None) -> None:
+        """Run ``requests`` ((messages, images, keys) each) so that their compiles and graph captures are
+        done before serving, then forget their frames. ``check`` runs between requests (it may raise to
+        stop). Safe in a thread of its own while the plain path serves from the same model."""
+        with self._generate_lock, torch.inference_mode():
+            for messages, images, keys in requests:
+                if check is not None:
+                    check()
+                self._generate(messages, images, keys)
+                self.stats["warmup_calls"] += 1
+        self.reset()
 
     # ------------------------------------------------------------------ one call
     def _generate(self, messages, images, keys) -> Generated:
