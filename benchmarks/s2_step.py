@@ -550,7 +550,7 @@ def main() -> None:
     ap.add_argument("--startup", action="store_true",
                     help="measure a start instead: engine creation to the first decision and to the fast path (run it twice "
                          "with one --cache-dir for a cold and a warm compile cache)")  # fmt: skip
-    ap.add_argument("--cache-dir", default="", help="compile cache directory for --startup (default: the project's)")
+    ap.add_argument("--cache-dir", default="", help="compile cache directory (--startup default: the project's; else torch's default)")
     ap.add_argument("--cache-label", default="", help="a label for the cache's state in --startup results (cold / warm)")
     ap.add_argument("--startup-limit-s", type=float, default=400.0, help="--startup stops stepping after this long")
     args = ap.parse_args()
@@ -587,6 +587,10 @@ def main() -> None:
     processors = {a: make_processor(a, tokenizer=load_tokenizer(args.tokenizer, a)) for a in sorted({arch(s) for s in sizes})}
     if args.startup:
         return run_startup(sizes, args, device, dtype, sync, processors, env)
+    if args.cache_dir:  # the fast path's compiles from (and into) this compile cache
+        from internvla_s2_node.core import compile_cache
+
+        env["compile_cache"] = compile_cache.configure(compile_cache.cache_root(args.cache_dir))
     frames = make_frames(max(args.steps, args.warmup_steps) + 1, args.side)
     warm_frames = make_frames(args.warmup_steps + 1, args.side, seed=1)
     results = {"env": env, "sizes": {}}

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from .graphs import _capture
-from .kv import _StaticKV
+from .kv import _layer_call, _LayerKV
 
 DECODE_ATTENTION = "s2_decode"
 
@@ -54,11 +54,12 @@ def _shallow_copy(module: torch.nn.Module) -> torch.nn.Module:
     return clone
 
 
-def _decode_stack(layers, fused, decode_attn: str) -> list[torch.nn.Module]:
-    """The decode step's own copies of the decoder layers: same weights, attention set to ``decode_attn``
-    (through a copy of its config) and the fused projections in place. The model's layers are never
-    changed, so the plain path may run in another thread while the decode step is compiled or captured
-    (``core.warm_start``)."""
+def _layer_copies(layers, fused=(), attn: str | None = None) -> list[torch.nn.Module]:
+    """The fast path's own copies of the decoder layers: same weights, every attention's ``layer_idx``
+    0 (each layer gets its own cache object, so one compiled layer serves all), and for decoding the
+    attention set to ``attn`` (through a copy of its config) and the fused projections in place. The
+    model's layers are never changed, so the plain path may run in another thread while the fast path
+    is compiled or captured (``core.warm_start``)."""
     by_parent = {id(f.parent): f for f in fused}
     configs: dict[int, object] = {}
     stack = []
@@ -71,11 +72,13 @@ def _decode_stack(layers, fused, decode_attn: str) -> list[torch.nn.Module]:
             child_copy = _shallow_copy(child)
             if id(child) in by_parent:
                 by_parent[id(child)].install(child_copy)
-            config = getattr(child, "config", None) if name == "self_attn" else None
+            if name == "self_attn" and hasattr(child, "layer_idx"):
+                child_copy.layer_idx = 0
+            config = getattr(child, "config", None) if name == "self_attn" and attn is not None else None
             if config is not None:
                 if id(config) not in configs:
                     configs[id(config)] = copy.copy(config)
-                    configs[id(config)]._attn_implementation = decode_attn
+                    configs[id(config)]._attn_implementation = attn
                 child_copy.config = configs[id(config)]
             clone._modules[name] = child_copy
         stack.append(clone)
@@ -85,8 +88,9 @@ def _decode_stack(layers, fused, decode_attn: str) -> list[torch.nn.Module]:
 class DecodeMixin:
     """``FastGenerator``'s decode step (state: ``_decode_graph``, ``_decode_fn``, ``_fused``)."""
 
-    def _decode_layers(self, span: int) -> None:
-        """One token from the state on the device; compiled and graph-captured on CUDA."""
+    def _decode_layers(self, span: int, layer_fn=_layer_call) -> None:
+        """One token from the state on the device; compiled (whole, or ``layer_fn`` per layer) and
+        graph-captured on CUDA."""
         lm = self.lm
         h = lm.embed_tokens(self._tok)
         text_pos = self._pos.view(1, 1)
@@ -96,11 +100,8 @@ class DecodeMixin:
             mask = visible.view(1, 1, 1, span)
         else:
             mask = torch.where(visible, 0.0, torch.finfo(h.dtype).min).to(h.dtype).view(1, 1, 1, span)
-        kv = _StaticKV(self._keys, self._values, self._pos, span)
-        for layer in self._decode_stack:
-            h = layer(h, attention_mask=mask, position_ids=text_pos, past_key_values=kv, use_cache=True, position_embeddings=position_embeddings)
-            if isinstance(h, tuple):
-                h = h[0]
+        for layer, k, v in zip(self._decode_stack, self._keys, self._values):
+            h = layer_fn(layer, h, mask, text_pos, _LayerKV(k, v, self._pos, span), position_embeddings)
         h = lm.norm(h)
         self._next_token(h[:, -1, :])
         self._pos.add_(1)

@@ -24,7 +24,7 @@ class _FusedProjections:
     """One GEMV for several projections of the same input during decoding (q/k/v of an attention,
     gate/up of an MLP: small GEMVs are launch-bound). The modules' weights become row views into one
     fused weight, so this costs no memory and the plain path reads the same values. Stand-ins take the
-    modules' places in the decode step's own copies of the layers (``decode._decode_stack``; the model's
+    modules' places in the decode step's own copies of the layers (``decode._layer_copies``; the model's
     layers are never touched): whichever is called first with an input computes all outputs for that
     input, the others take theirs (any call order)."""
 
