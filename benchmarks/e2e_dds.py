@@ -149,7 +149,7 @@ def make_driver(args):
     from std_msgs.msg import Header, String
 
     from internvla_s2_node.ros import conversions as conv
-    from internvla_s2_node.ros import testing as T
+    import ros_feed as T  # benchmarks/, the script's folder
     from internvla_s2_node.ros.qos import latched_qos, reliable_qos, sensor_qos
 
     class Driver(Node):
@@ -268,7 +268,7 @@ def bring_up(driver, proc, deadline: float) -> dict:
     """Configure (loads the model) and activate the node, then start the episode; timings in seconds."""
     from lifecycle_msgs.msg import Transition
 
-    from internvla_s2_node.ros.testing import wait_for
+    from ros_feed import wait_for
 
     t0 = time.time()
     if not driver.change_state.wait_for_service(timeout_sec=min(180.0, left(deadline))):
@@ -352,7 +352,7 @@ def warm_up(driver, args, deadline: float, reserve: float) -> tuple[list[dict], 
 
 def settle(driver, last_stamp: int, timeout: float = 8.0) -> dict:
     """After a phase: wait for the decision in flight, then for a fresh diagnostics message; its counters."""
-    from internvla_s2_node.ros.testing import wait_for
+    from ros_feed import wait_for
 
     def quiet():
         ds = driver.snapshot()
@@ -558,7 +558,7 @@ def run(args) -> None:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
-    from internvla_s2_node.ros.testing import stop_process
+    from ros_feed import stop_process
 
     deadline = args.deadline or (time.time() + 3600)
     out = pathlib.Path(args.out)

@@ -48,7 +48,7 @@ def run(cmd, **kw):
 
 def record_data(tmp: pathlib.Path) -> pathlib.Path:
     rec = tmp / "recorded"
-    run([PY, "-m", "internvla_s2_node.sim.eval_cli", "--policy", "oracle", "--out", str(tmp / "rec_run"), "--record",
+    run([PY, "-m", "internvla_s2_node.evaluation.cli", "--policy", "oracle", "--out", str(tmp / "rec_run"), "--record",
          str(rec), "--size", "160x120", "--no-maps", "--quiet"])
     return rec
 
@@ -73,7 +73,7 @@ def sharded_eval(tmp: pathlib.Path, limit: int) -> dict:
     procs = []
     for rank in (0, 1):
         env = dict(ENV, RANK=str(rank), WORLD_SIZE="2", ROS_DOMAIN_ID=str(140 + rank))
-        cmd = [PY, "-m", "internvla_s2_node.sim.eval_cli", "--policy", "s2", "--model", model, "--out", str(out),
+        cmd = [PY, "-m", "internvla_s2_node.evaluation.cli", "--policy", "s2", "--model", model, "--out", str(out),
                "--limit", str(limit), "--size", "160x120", "--no-maps", "--quiet", "--max-steps", "20"]
         procs.append(subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
     for p in procs:

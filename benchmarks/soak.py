@@ -58,7 +58,7 @@ def run_publisher(args) -> None:
     from rclpy.node import Node
 
     from internvla_s2_node.ros import conversions as conv
-    from internvla_s2_node.ros import testing as T
+    import ros_feed as T  # benchmarks/, the script's folder
     from internvla_s2_node.ros.qos import sensor_qos
     from nav_msgs.msg import Odometry
     from sensor_msgs.msg import CameraInfo, Image

@@ -1,12 +1,13 @@
-"""Simulated robot: robot.launch.py (s2_node with config/sim.yaml on top) plus sim_bridge running an evaluation.
+"""Simulated robot: robot.launch.py (s2_node with config/sim.yaml on top) plus an evaluation driving it.
 
     ros2 launch internvla_s2 sim.launch.py out:=runs/sim [params_file:=<file>] \
         [backend:=habitat episodes:=<val_unseen.json.gz> scenes_dir:=<scene_datasets>]
 
-Every argument of robot.launch.py applies. sim_bridge publishes the simulator's
-observations on the relative names the S2 node uses (image, depth, camera_info, odom,
-instruction), runs the episodes one after another and writes results under ``out``
-(see internvla-s2-eval). Empty arguments keep internvla-s2-eval's own defaults.
+Every argument of robot.launch.py applies. The evaluation process
+(``internvla-s2-eval --s2-mode external``, its bridge node named ``sim_bridge``) publishes
+the simulator's observations on the relative names the S2 node uses (image, depth,
+camera_info, odom, instruction), runs the episodes one after another and writes results
+under ``out``. Empty arguments keep internvla-s2-eval's own defaults.
 Humble-compatible launch API only.
 """
 
@@ -26,11 +27,11 @@ EVAL_OPTIONS = ("out", "backend", "episodes", "scenes_dir", "max_steps", "limit"
 
 def sim_bridge(context, *args, **kwargs):
     get = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
-    options = []
+    options = ["--s2-mode", "external"]
     for name in EVAL_OPTIONS:
         if get(name):
             options += ["--" + name.replace("_", "-"), get(name)]
-    return [Node(package=PACKAGE, executable="sim_bridge", name="sim_bridge", namespace=get("namespace"),
+    return [Node(package=PACKAGE, executable="internvla-s2-eval", name="sim_bridge", namespace=get("namespace"),
                  output="screen", arguments=options + ["--ros-args", "--log-level", get("log_level")])]
 
 

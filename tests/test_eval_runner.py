@@ -8,9 +8,10 @@ import time
 
 import pytest
 
+from internvla_s2_node.cli.errors import UsageError
 from internvla_s2_node.sim import results
-from internvla_s2_node.sim.eval_cli import format_table
-from internvla_s2_node.sim.runner import EvalConfig, evaluate
+from internvla_s2_node.evaluation.cli import format_table
+from internvla_s2_node.evaluation.runner import EvalConfig, evaluate
 
 FAST = dict(width=96, height=72, maps=False, progress=False)
 
@@ -25,7 +26,7 @@ def test_two_shards_merge_to_the_one_shard_run(tmp_path):
         evaluate(EvalConfig(out=tmp_path / "two", policies=("oracle", "random"), rank=rank, world_size=2, **FAST))
     for policy in ("oracle", "random"):
         merged = results.merge(tmp_path / "two" / policy)
-        assert merged == pytest.approx(one[policy], nan_ok=True)
+        assert merged == pytest.approx({k: v for k, v in one[policy].items() if k != "run"}, nan_ok=True)
         assert metrics_by_episode(tmp_path / "two" / policy) == metrics_by_episode(tmp_path / "one" / policy)
         shard_files = sorted((tmp_path / "two" / policy).glob("episodes.rank*.jsonl"))
         assert [f.name for f in shard_files] == ["episodes.rank0.jsonl", "episodes.rank1.jsonl"]
@@ -56,7 +57,7 @@ def test_duplicate_records_are_an_error(tmp_path):
 
 def test_killed_run_resumes_without_loss_or_duplicates(tmp_path):
     out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "internvla_s2_node.sim.eval_cli", "--policy", "oracle", "--out", str(out),
+    cmd = [sys.executable, "-m", "internvla_s2_node.evaluation.cli", "--policy", "oracle", "--out", str(out),
            "--size", "160x120", "--no-maps", "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     shard = out / "oracle" / "episodes.rank0.jsonl"
@@ -84,3 +85,35 @@ def test_table_and_config_validation(tmp_path):
         EvalConfig(out=tmp_path, rank=2, world_size=2)
     with pytest.raises(ValueError, match="policies"):
         EvalConfig(out=tmp_path, policies=("greedy",))
+
+
+def test_ros_args_go_to_the_bridge_in_external_mode_only(capsys):
+    from internvla_s2_node.evaluation.cli import config_from_args, parse_args, split_ros_args
+
+    argv, ros_args = split_ros_args(["--s2-mode", "external", "--out", "o", "--ros-args", "-r", "__ns:=/robot1"])
+    assert argv == ["--s2-mode", "external", "--out", "o"] and ros_args == ["--ros-args", "-r", "__ns:=/robot1"]
+    assert config_from_args(parse_args(argv, ros_args), ros_args).ros_args == tuple(ros_args)
+    with pytest.raises(UsageError, match="--s2-mode external only"):
+        parse_args(["--out", "o"], ["--ros-args", "-r", "__ns:=/robot1"])
+
+
+def test_table_reports_how_many_episodes_upstreams_aggregation_rules_touched():
+    """InternNav habitat_vln_evaluator.py:215 (NaN SPL -> 0) and :218-219 (non-finite NE dropped)."""
+    table = format_table({"s2": {"episodes": 3.0, "success": 0.0, "spl": 0.0, "spl_nonfinite_as_zero": 1.0,
+                                 "distance_to_goal_nonfinite_dropped": 2.0}})
+    assert "s2: 1 episode(s) with non-finite SPL counted as 0, 2 with non-finite NE left out" in table
+    assert "counted as 0" not in format_table({"oracle": {"episodes": 1.0, "success": 1.0}})
+
+
+def test_upstream_loop_switch_and_a_skipped_recording_keeps_the_episode(tmp_path):
+    """--upstream-loop sets LoopConfig.upstream_evaluator; an oracle episode that cannot be recorded (it ran
+    out of steps before STOP) keeps its result, with the reason, instead of ending the run."""
+    from internvla_s2_node.evaluation.cli import config_from_args, parse_args
+
+    args = parse_args(["--out", str(tmp_path), "--policy", "oracle", "--upstream-loop"])
+    assert config_from_args(args).upstream_loop is True
+    summary = evaluate(EvalConfig(out=tmp_path / "rec", policies=("oracle",), limit=1, max_steps=2,
+                                  record=str(tmp_path / "data"), **FAST))
+    assert summary["oracle"]["episodes"] == 1
+    (record,) = results.read_records(tmp_path / "rec" / "oracle")
+    assert record["recording"] is None and "did not end with STOP" in record["recording_skipped"]

@@ -25,7 +25,7 @@ from lifecycle_msgs.msg import Transition  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
-from internvla_s2_node.ros import testing as T  # noqa: E402
+import ros_helpers as T  # noqa: E402
 from internvla_s2_node.ros.qos import reliable_qos  # noqa: E402
 from test_ros_s2_process import set_param, state, transition  # noqa: E402  (lifecycle/parameter service helpers)
 from ros_domains import domain  # noqa: E402

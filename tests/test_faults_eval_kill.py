@@ -26,7 +26,7 @@ from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from internvla_s2_node.ros.qos import reliable_qos  # noqa: E402
-from internvla_s2_node.ros.testing import biased_checkpoint, wait_for  # noqa: E402
+from ros_helpers import biased_checkpoint, wait_for  # noqa: E402
 from internvla_s2_node.sim import results  # noqa: E402
 from ros_domains import domain  # noqa: E402
 
@@ -54,7 +54,7 @@ def test_s2_node_killed_mid_episode(tmp_path):
     out = tmp_path / "run"
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN_ID), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_LOCALHOST_ONLY="1",
                OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "internvla_s2_node.sim.eval_cli", "--policy", "s2", "--s2-mode", "process",
+    cmd = [sys.executable, "-m", "internvla_s2_node.evaluation.cli", "--policy", "s2", "--s2-mode", "process",
            "--model", str(model), "--out", str(out), "--size", "160x120", "--quiet", "--no-maps",
            "--s2-timeout", str(TIMEOUT_S), "--limit", str(EPISODES), "--max-steps", "400"]
     log = tmp_path / "eval.log"

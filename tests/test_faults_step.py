@@ -23,8 +23,9 @@ from rclpy.parameter import Parameter  # noqa: E402
 from std_msgs.msg import String  # noqa: E402
 
 from internvla_s2_node.ros import outputs as out  # noqa: E402
+from internvla_s2_node.ros import s2_diagnostics  # noqa: E402
 from internvla_s2_node.ros import s2_node as s2  # noqa: E402
-from internvla_s2_node.ros import testing as T  # noqa: E402
+import ros_helpers as T  # noqa: E402
 from internvla_s2_node.ros.qos import reliable_qos  # noqa: E402
 from ros_domains import domain  # noqa: E402
 
@@ -106,7 +107,7 @@ def level_of(arr) -> tuple[int, str, dict]:
 
 
 def test_exception_and_cuda_oom_in_a_step(monkeypatch):
-    monkeypatch.setattr(s2, "STEP_ERROR_HOLD_S", 1.5)
+    monkeypatch.setattr(s2_diagnostics, "STEP_ERROR_HOLD_S", 1.5)
     oom = torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
     generator = FaultyGenerator(["\u2191"], {1: RuntimeError("injected failure in the model"), 3: oom})
     ctx = rclpy.Context()

@@ -42,7 +42,7 @@ from std_msgs.msg import String  # noqa: E402
 
 from internvla_s2_node.core.geometry import camera_extrinsic  # noqa: E402
 from internvla_s2_node.ros import conversions as conv  # noqa: E402
-from internvla_s2_node.ros import testing as T  # noqa: E402
+import ros_helpers as T  # noqa: E402
 from ros_domains import domain as ros_domain  # noqa: E402
 
 ENCODINGS = ["rgb8", "bgr8", "rgba8", "bgra8", "mono8", "16UC1", "mono16", "32FC1", "yuv422", "bayer_rggb8", "",

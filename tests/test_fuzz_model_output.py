@@ -3,7 +3,7 @@
 tests/test_parsing.py already feeds ``st.text()`` to the parser; here the strings look like model
 answers (arrows, STOP, digits of every script, huge numbers, separators) so the pixel and action
 branches are hit often, and the same strings go through the whole decision path: the real S2Engine
-with a scripted generator returning them (``testing.ScriptedGenerator``), random depth (NaN, inf,
+with a scripted generator returning them (``ros_helpers.ScriptedGenerator``), random depth (NaN, inf,
 zeros, negative), intrinsics (zero/NaN/huge focal lengths) and camera poses (NaN, huge), both
 look-down modes; then the node's output builders. Never an exception, never a pixel outside the
 image, never a non-finite or too-far waypoint, strict JSON.
@@ -28,7 +28,7 @@ from internvla_s2_node.core.types import DecisionKind, Frame
 
 pytest.importorskip("rclpy")
 from internvla_s2_node.ros import outputs as out  # noqa: E402
-from internvla_s2_node.ros import testing as T  # noqa: E402
+import ros_helpers as T  # noqa: E402
 
 PIECES = ["\u2191", "\u2190", "\u2192", "\u2193", "STOP", "stop", ",", " ", "(", ")", "[", "]", "-", "\n", ".", "e",
           "\u0663", "\u0664", "\u00b2", "\uff11", "\U0001d7d9", "nan", "inf", "<|im_end|>", "\u200b", "99999999999999999999",
@@ -149,6 +149,7 @@ def test_decision_path_on_arbitrary_model_output(engines, answers, frame, mode, 
     for _ in range(history):
         engine.observe(frame.rgb)
     check_decision(engine.step(frame), frame)
-    if engine.pending_look_down:  # command mode: the next frame is the look-down image
-        check_decision(engine.step(dataclasses.replace(frame, stamp=(frame.stamp or 0) + 0.1), None), frame)
-        assert not engine.pending_look_down
+    for _ in range(engine.cfg.max_look_downs):  # command mode: the next frame is the look-down image
+        if engine.pending_look_down:
+            check_decision(engine.step(dataclasses.replace(frame, stamp=(frame.stamp or 0) + 0.1), None), frame)
+    assert not engine.pending_look_down  # at most max_look_downs look-down turns in a row

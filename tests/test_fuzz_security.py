@@ -36,7 +36,7 @@ from internvla_s2_node.core.engine import S2Engine
 from internvla_s2_node.core.types import DecisionKind, Frame
 
 rclpy = pytest.importorskip("rclpy")
-from internvla_s2_node.ros import testing as T  # noqa: E402
+import ros_helpers as T  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 POLICY = ROOT / "config" / "sros2" / "internvla_s2_policy.xml"

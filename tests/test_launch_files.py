@@ -182,5 +182,11 @@ def test_robot_launch_nodes(share):
 
 def test_sim_launch_adds_the_bridge(share):
     nodes = run_launch(ROOT / "launch" / "sim.launch.py")
-    assert [n["executable"] for n in nodes] == ["s2_node", "sim_bridge"]
+    # the evaluation drives the simulated robot: internvla-s2-eval with its bridge node named sim_bridge
+    assert [n["executable"] for n in nodes] == ["s2_node", "internvla-s2-eval"]
     assert all(n["executable"] in console_scripts() for n in nodes)
+    bridge = nodes[1]
+    assert bridge["name"] == "sim_bridge"
+    args = bridge["arguments"]
+    assert args[:2] == ["--s2-mode", "external"] and args[args.index("--out") + 1] == "runs/sim"
+    assert args[args.index("--ros-args"):] == ["--ros-args", "--log-level", "info"]

@@ -1,6 +1,6 @@
 """``internvla-s2-bringup --action-executor`` in its own process: frames in, cmd_vel out, in a namespace.
 
-The tiny checkpoint is biased to answer FORWARD (testing.biased_checkpoint), so the
+The tiny checkpoint is biased to answer FORWARD (ros_helpers.biased_checkpoint), so the
 whole path image -> model -> ~/actions -> action_executor -> cmd_vel runs for real.
 """
 
@@ -21,7 +21,7 @@ pytest.importorskip("transformers")
 from geometry_msgs.msg import Twist  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
-from internvla_s2_node.ros import testing as T  # noqa: E402
+import ros_helpers as T  # noqa: E402
 from ros_domains import domain  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]

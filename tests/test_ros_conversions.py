@@ -15,7 +15,7 @@ from sensor_msgs.msg import CompressedImage, Image  # noqa: E402
 
 from internvla_s2_node.core import geometry  # noqa: E402
 from internvla_s2_node.ros import conversions as conv  # noqa: E402
-from internvla_s2_node.ros import testing as T  # noqa: E402
+import ros_helpers as T  # noqa: E402
 
 RGB = np.arange(4 * 5 * 3, dtype=np.uint8).reshape(4, 5, 3)
 

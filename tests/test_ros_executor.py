@@ -15,7 +15,7 @@ from rclpy.parameter import Parameter  # noqa: E402
 from std_msgs.msg import UInt8MultiArray  # noqa: E402
 
 from internvla_s2_node.ros import bringup  # noqa: E402
-from internvla_s2_node.ros import testing as T  # noqa: E402
+import ros_helpers as T  # noqa: E402
 from internvla_s2_node.ros.action_executor import ActionExecutor  # noqa: E402
 from internvla_s2_node.ros.qos import reliable_qos  # noqa: E402
 from internvla_s2_node.ros.s2_node import S2Node  # noqa: E402

@@ -4,7 +4,7 @@ Lifecycle through the lifecycle services: configure fails on a bad model_path (t
 process stays up and says why), succeeds after fixing the parameter, the model is
 swapped through deactivate/cleanup/configure, and frames in give stamped outputs.
 The tiny checkpoints have random weights; copies with a generation-time token bias
-(testing.biased_checkpoint) make the real load/generate/parse path answer a pixel
+(ros_helpers.biased_checkpoint) make the real load/generate/parse path answer a pixel
 goal or FORWARD actions, so the plumbing is checked, not navigation.
 """
 
@@ -30,7 +30,7 @@ from rcl_interfaces.msg import ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
-from internvla_s2_node.ros import testing as T  # noqa: E402
+import ros_helpers as T  # noqa: E402
 from ros_domains import domain  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]

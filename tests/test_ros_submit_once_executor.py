@@ -12,7 +12,7 @@ rclpy = pytest.importorskip("rclpy")
 from rclpy.callback_groups import ReentrantCallbackGroup  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 
-from internvla_s2_node.ros import testing as T  # noqa: E402
+import ros_helpers as T  # noqa: E402
 from internvla_s2_node.ros.executor import SubmitOnceExecutor  # noqa: E402
 from ros_domains import domain  # noqa: E402
 

@@ -10,7 +10,7 @@ from ros_domains import domain as ros_domain
 
 from internvla_s2_node.core.actions import Action
 from internvla_s2_node.ros.pipeline import RequestMatcher
-from internvla_s2_node.ros.testing import biased_checkpoint
+from ros_helpers import biased_checkpoint
 from internvla_s2_node.sim import results
 
 pytestmark = pytest.mark.ros
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.ros
 
 def run_eval(out, model, domain, *extra):
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST", ROS_LOCALHOST_ONLY="1")
-    cmd = [sys.executable, "-m", "internvla_s2_node.sim.eval_cli", "--policy", "s2", "--model", str(model),
+    cmd = [sys.executable, "-m", "internvla_s2_node.evaluation.cli", "--policy", "s2", "--model", str(model),
            "--out", str(out), "--size", "160x120", "--quiet", "--s2-timeout", "60", *extra]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -49,6 +49,19 @@ def test_decisions_drive_the_simulated_robot(tmp_path, tiny_checkpoint, answer):
     else:  # a pixel goal near the top-left corner, projected with depth and followed by the geodesic follower
         assert r["waypoints"], "the pixel goal must become a followed waypoint"
         assert len(r["s2_latency_s"]) >= 1
+
+
+def test_sim_bridge_help_describes_the_bridge():
+    proc = subprocess.run([sys.executable, "-m", "internvla_s2_node.ros.sim_bridge", "--help"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    text = " ".join(proc.stdout.split())
+    assert text.startswith("usage: sim_bridge") and "internvla-s2-eval --s2-mode external" in text
+    assert "--policy" not in text  # not the evaluation's usage (it was before the evaluation moved out)
+    bad = subprocess.run([sys.executable, "-m", "internvla_s2_node.ros.sim_bridge", "--out", "x"], capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == ["sim_bridge: unrecognized arguments: --out x; "
+                                                                      "see sim_bridge --help"]
 
 
 def test_request_matcher_pairs_by_stamp_in_either_order():

@@ -86,7 +86,7 @@ def test_look_down_requeries_with_the_tilted_view_then_tilts_back(backend, episo
     ep = episodes[2]
     backend.reset(ep)
     goal = backend.snap_to_navigable(ep.goal_world)
-    policy = ScriptedPolicy([[Action.LOOK_DOWN, Action.FORWARD], goal, [Action.LOOK_DOWN], [Action.LEFT], [Action.STOP]])
+    policy = ScriptedPolicy([[Action.LOOK_DOWN], goal, [Action.LOOK_DOWN], [Action.LEFT], [Action.STOP]])
     r = run_episode(backend, ep, policy, config=LoopConfig(waypoint_max_steps=3))
     pitches = [o.camera_pitch_deg for o in policy.seen]
     assert pitches == [0.0, 30.0, 0.0, 30.0, 0.0]
@@ -121,3 +121,87 @@ def test_rendered_episode_feeds_the_observer_and_plots(tmp_path, episodes):
     assert png.stat().st_size > 10_000 and bars.stat().st_size > 10_000
     saved = json.loads(json.dumps(r.to_json()))
     assert saved["reason"] == "stop" and saved["metrics"]["success"] == 1.0 and saved["actions"][-1] == 0
+
+
+D, F, L, R, U, S = Action.LOOK_DOWN, Action.FORWARD, Action.LEFT, Action.RIGHT, Action.LOOK_UP, Action.STOP
+
+
+def test_look_down_inside_a_list_tilts_and_runs_on_and_a_lone_one_asks_again(backend, episodes):
+    """InternNav habitat_vln_evaluator.py:823-828 keeps ↓ (5) in the parsed list; :877-880 executes it as two
+    LOOK_DOWN steps and the following moves run tilted without asking. A decision of only ↓ asks again with
+    the tilted frame (:731-739). A final ↓ after moves tilts without asking (core.parsing says why)."""
+    policy = ScriptedPolicy([[D, F], [F, D], [D], [R], [S]])
+    r = run_episode(backend, episodes[0], policy)
+    assert [o.camera_pitch_deg for o in policy.seen] == [0.0, 0.0, 0.0, 30.0, 0.0]
+    assert r.actions == [D, D, F, U, U, F, D, D, U, U, D, D, R, U, U, S]
+    assert r.steps == 4 and r.policy_calls == 5
+
+
+def test_down_answered_on_a_look_down_turn_tilts_again_up_to_the_limit(backend, episodes):
+    """A ↓ on the look-down turn: upstream tilts 30 deg more (60 in all) and asks a third turn
+    (:823-828 -> :877-880 -> :731-739). The backend's max_tilt_deg (60) bounds it: a further ↓ asks nothing."""
+    policy = ScriptedPolicy([[D], [D], [L], [S]])
+    r = run_episode(backend, episodes[0], policy)
+    assert [o.camera_pitch_deg for o in policy.seen] == [0.0, 30.0, 60.0, 0.0]
+    assert r.actions == [D, D, D, D, L, U, U, U, U, S]
+    policy = ScriptedPolicy([[D], [D], [D], [S]])
+    r = run_episode(backend, episodes[0], policy)
+    assert [o.camera_pitch_deg for o in policy.seen] == [0.0, 30.0, 60.0, 0.0]
+    assert r.policy_calls == 4 and backend.camera_pitch_deg == 0.0
+
+
+@pytest.mark.parametrize("upstream", [False, True])
+def test_upstream_evaluator_switch_counts_a_step_and_repeats_the_frame_when_the_follower_stops(backend, episodes,
+                                                                                              upstream):
+    """habitat_vln_evaluator.py:834-848: when forward_action > MAX_STEPS or the follower says STOP, upstream
+    does ``step_id += 1; continue`` without env.step, so the next iteration appends the same observation to
+    rgb_list (:728-729) and decides on it. LoopConfig.upstream_evaluator reproduces it; off by default."""
+    ep = episodes[0]
+    backend.reset(ep)
+    far = backend.snap_to_navigable(ep.goal_world)
+    observed = []
+    policy = ScriptedPolicy([far, [S]])
+    cfg = LoopConfig(waypoint_max_steps=3, upstream_evaluator=upstream)
+    r = run_episode(backend, ep, policy, config=cfg, observer=lambda obs, action: observed.append((obs, action)))
+    assert r.actions == [a for _, a in observed if a is not None]
+    if not upstream:
+        assert r.steps == 3 + 1 and all(a is not None for _, a in observed)
+        return
+    assert r.steps == 3 + 1 + 1 and len(r.trajectory) == r.steps + 1
+    assert [a for _, a in observed][3] is None  # the step that moved nothing
+    repeated, before = observed[3][0], observed[2][0]
+    assert repeated is not before and repeated.step == before.step
+    assert np.array_equal(repeated.t_world_base, before.t_world_base)
+    assert policy.seen[1] is repeated  # the next decision is on the repeated frame
+    assert np.allclose(r.trajectory[-2], r.trajectory[-3])  # no movement for the counted step
+
+
+def test_map_legend_title_and_results_notes(episodes):
+    """Maps show the success circle in the legend, a start-heading arrow unlike the agent path, and the
+    wrapped instruction with SR/NE in the title; the results plot names random-weight rows."""
+    from matplotlib.colors import to_hex
+
+    backend = MujocoBackend(SimConfig(width=32, height=24, render=False))
+    ep = episodes[0]
+    r = run_episode(backend, ep, OraclePolicy())
+    fig = viz.episode_figure(r, backend.navigation_grid(), ep)
+    try:
+        ax = fig.axes[0]
+        handles, labels = ax.get_legend_handles_labels()
+        assert "success radius (3 m)" in labels and "start heading" in labels
+        colours = dict(zip(labels, handles))
+        assert to_hex(colours["start heading"].get_facecolor()) != to_hex(colours["agent path"].get_color())
+        title = ax.get_title()
+        assert title.startswith(f"episode {r.episode_id}: SR 1") and "NE " in title
+        wrapped = title.split("\n")[1:]
+        assert wrapped and " ".join(" ".join(wrapped).split()).rstrip(" [...]") in " ".join(ep.instruction.split())
+        assert all(len(line) <= viz.TITLE_WIDTH for line in title.split("\n")[1:])
+    finally:
+        fig.clf()
+    fig = viz.summaries_figure({"s2": summarize([r]), "oracle": summarize([r])}, notes={"s2": "tiny:qwen3_vl, random weights"})
+    try:
+        assert "s2 (tiny:qwen3_vl, random weights)" in fig.axes[0].get_legend_handles_labels()[1]
+        assert any("random weights" in t.get_text() for t in fig.texts)
+    finally:
+        fig.clf()
+    backend.close()

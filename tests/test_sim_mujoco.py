@@ -49,7 +49,8 @@ def test_generator_is_deterministic_and_bundled_scenes_are_sound():
 def test_render_is_non_trivial_metric_and_view_dependent():
     backend = MujocoBackend(SimConfig(width=W, height=H))
     backend.load_scene("house_c.json")
-    room = backend.spec.rooms[0]
+    # The largest room: from its centre the 1.25 m camera sees floor and furniture below the walls.
+    room = max(backend.spec.rooms, key=lambda r: (r.bounds[2] - r.bounds[0]) * (r.bounds[3] - r.bounds[1]))
     views = [backend.place(np.append(room.center, 0.0), yaw) for yaw in (0.0, math.pi / 2, math.pi)]
     for obs in views:
         assert obs.rgb.shape == (H, W, 3) and obs.rgb.dtype == np.uint8
@@ -64,9 +65,9 @@ def test_render_is_non_trivial_metric_and_view_dependent():
 
 
 def test_depth_and_pose_agree_with_the_pinhole_model(box_backend):
-    obs = box_backend.place([2.0, 1.5, 0.0], 0.0)
+    obs = box_backend.place([1.0, 1.5, 0.0], 0.0)  # 2.94 m from the wall: the 30 deg look-down ray meets the floor first
     cy, cx = H // 2, W // 2
-    assert obs.depth[cy, cx] == pytest.approx(1.94, abs=0.02)
+    assert obs.depth[cy, cx] == pytest.approx(2.94, abs=0.02)
     t = obs.t_world_optical
     for v in range(cy - 20, cy + 21, 10):
         for u in range(cx - 40, cx + 41, 20):
@@ -76,7 +77,7 @@ def test_depth_and_pose_agree_with_the_pinhole_model(box_backend):
     down = box_backend.step(Action.LOOK_DOWN)
     assert down.camera_pitch_deg == 30.0
     assert down.t_world_optical[2, 2] < 0  # optical axis points down
-    assert down.depth[cy, cx] == pytest.approx(0.88 / math.sin(math.radians(30)), abs=0.03)  # hits the floor
+    assert down.depth[cy, cx] == pytest.approx(1.25 / math.sin(math.radians(30)), abs=0.03)  # floor, camera at R2R's 1.25 m
     p = down.t_world_optical @ np.append(pixel_to_camera(cx, cy, float(down.depth[cy, cx]), down.intrinsics), 1.0)
     assert p[2] == pytest.approx(0.0, abs=0.02)
 
@@ -117,3 +118,24 @@ def test_scene_id_resolution_and_errors(tmp_path):
         backend.load_scene("nope.json")
     with pytest.raises(RuntimeError):
         MujocoBackend().step(Action.FORWARD)
+
+
+def test_snap_puts_points_above_furniture_or_off_the_map_on_the_nearest_reachable_floor_point():
+    """Both backends snap to the nearest navigable floor point (issue 12; the Habitat backend's stand-in
+    test is in test_sim_habitat.py): a pixel goal on furniture or beyond a wall is followed toward there."""
+    spec = SceneSpec.load(sorted(BUNDLED_SCENES_DIR.glob("*.json"))[0])
+    backend = MujocoBackend(SimConfig(render=False))
+    try:
+        backend.load_scene(spec)
+        grid = backend.grid
+        start = grid.snap(np.append(spec.rooms[0].center, 0.0))
+        backend.place(start, 0.0)
+        for xy in [spec.furniture[0].center, (-5.0, -5.0)]:
+            point = np.array([*xy, 0.8])  # on a table top / far outside the house
+            snapped = backend.snap_to_navigable(point)
+            assert snapped[2] == grid.floor_z and grid.is_navigable(snapped)
+            nearest = np.min(np.linalg.norm(grid._free_xy - point[:2], axis=1))
+            assert np.linalg.norm(snapped[:2] - point[:2]) == pytest.approx(nearest)
+            assert math.isfinite(backend.geodesic_distance(start, snapped))
+    finally:
+        backend.close()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from internvla_s2_node.sim.runner import EvalConfig, evaluate
+from internvla_s2_node.evaluation.runner import EvalConfig, evaluate
 from internvla_s2_node.train.lerobot_data import DataSource, scan
 from internvla_s2_node.train.layout import CameraSetup
 from internvla_s2_node.train.samples import SampleKind, SampleOptions, episode_samples
@@ -12,7 +12,7 @@ def test_oracle_recordings_become_training_samples(tmp_path):
     rec = tmp_path / "rec"
     evaluate(EvalConfig(out=tmp_path / "out", policies=("oracle",), limit=2, width=128, height=96, maps=False,
                         progress=False, record=str(rec)))
-    episodes, report = scan([DataSource(rec, CameraSetup(88, 0, 30))], on_error="raise")
+    episodes, report = scan([DataSource(rec, CameraSetup(125, 0, 30))], on_error="raise")
     assert report.episodes == 2 and not report.skipped
     kinds = set()
     for i, ep in enumerate(episodes):

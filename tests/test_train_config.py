@@ -143,4 +143,8 @@ def test_lora_run_saves_merged_weights(tmp_path):
     emb = "model.language_model.embed_tokens.weight"
     assert torch.equal(weights[emb], base[emb])  # LoRA leaves the rest of the LLM alone
     assert (out / "checkpoint-1" / "model.safetensors").is_file()
+    # what train/README.md says each save holds
+    assert json.loads((out / "trainer_state.json").read_text()) == {"step": 2, "total_steps": 2}
+    assert json.loads((out / "checkpoint-1" / "trainer_state.json").read_text()) == {"step": 1, "total_steps": 2}
+    assert (out / "checkpoint-1" / "train_config.json").is_file() and (out / "data_report.json").is_file()
     load_backbone(str(out), device="cpu")

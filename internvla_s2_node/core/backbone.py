@@ -13,10 +13,11 @@ import importlib
 import json
 import logging
 import pathlib
-import re
 from typing import Any
 
 import torch
+
+from .model_ref import looks_like_hub_id
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,6 @@ _DTYPES = {
     "float16": torch.float16, "fp16": torch.float16, "half": torch.float16,
     "float32": torch.float32, "fp32": torch.float32, "float": torch.float32,
 }  # fmt: skip
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 class BackboneKind(enum.Enum):
@@ -68,7 +68,7 @@ def _read_config(path: pathlib.Path) -> dict:
     try:
         config = json.loads((path / "config.json").read_text())
     except (OSError, ValueError) as e:
-        raise CheckpointError(f"{path}: cannot read config.json ({e})") from e
+        raise CheckpointError(f"{path}: cannot read config.json ({e}); fix it or use the checkpoint's original") from e
     if not isinstance(config, dict):
         raise CheckpointError(f"{path}: config.json is not a JSON object")
     return config
@@ -124,22 +124,23 @@ def model_class(kind: BackboneKind):
 def _checkpoint_dir(path) -> pathlib.Path:
     p = pathlib.Path(path).expanduser()
     if not p.exists():
-        if _HUB_ID.match(str(path)):
+        if looks_like_hub_id(str(path)):
             raise CheckpointError(
                 f"{path}: no such directory. Checkpoints are loaded offline only; download it first, e.g. "
                 f"`hf download {path} --local-dir checkpoints/{str(path).split('/')[-1]}` "
                 f"(older huggingface_hub: `huggingface-cli download {path} --local-dir ...`), then pass that directory"
             )
-        raise CheckpointError(f"{path}: checkpoint directory not found")
+        raise CheckpointError(f"{path}: checkpoint directory not found; "
+                              "pass a directory with config.json and *.safetensors, or tiny:<arch>")
     if not p.is_dir():
         raise CheckpointError(f"{path}: not a directory; expected a checkpoint directory with config.json and *.safetensors")
     if not (p / "config.json").is_file():
-        raise CheckpointError(f"{path}: no config.json; expected a Hugging Face checkpoint directory")
+        raise CheckpointError(f"{path}: no config.json; pass a Hugging Face checkpoint directory (config.json and *.safetensors)")
     weights = sorted(p.glob("*.safetensors"))
     if not weights:
         others = sorted(f.name for f in p.iterdir() if f.suffix in (".bin", ".pt", ".pth", ".ckpt"))
         found = f" (found {', '.join(others[:3])}: PyTorch pickles are not loaded, convert them to safetensors)" if others else ""
-        raise CheckpointError(f"{path}: no *.safetensors weights{found}")
+        raise CheckpointError(f"{path}: no *.safetensors weights{found}; pass a checkpoint directory with its weights")
     from safetensors import safe_open
 
     for f in weights:  # headers only: catches truncated or foreign files before the slow load
@@ -147,7 +148,7 @@ def _checkpoint_dir(path) -> pathlib.Path:
             with safe_open(str(f), framework="pt"):
                 pass
         except Exception as e:
-            raise CheckpointError(f"{path}: {f.name} is not a valid safetensors file ({e})") from e
+            raise CheckpointError(f"{path}: {f.name} is not a valid safetensors file ({e}); download or save the weights again") from e
     return p
 
 

@@ -13,6 +13,7 @@ CONJUNCTION_MODES = ("random", "first")
 FAST_PATH_MODES = ("auto", "on", "off")
 FAST_PATH_BUILDS = ("auto", "background", "inline")  # auto: background where the fast path compiles (CUDA)
 PROMPT_PUNCTUATIONS = ("one_period", "habitat_evaluator")  # core.prompt.PUNCTUATION_MODES
+LOOK_DOWN_IN_LIST = ("skip", "execute")  # core.parsing.LOOK_DOWN_IN_LIST
 
 
 @dataclasses.dataclass
@@ -33,7 +34,9 @@ class EngineConfig:
     min_depth: float = 0.1
     max_depth: float = 10.0
     depth_window: int = 5
-    max_actions: int = 16
+    max_actions: int = 128  # upstream executes every action of an answer of up to 128 new tokens
+    look_down_in_list: str = "skip"  # see core.parsing.parse_output
+    max_look_downs: int = 2  # look-down turns in a row (command mode): 2 x 30 deg, as upstream after a second ↓
     max_instruction_chars: int = 2000
     fast_path: str = "auto"
     fast_path_build: str = "auto"  # background: the plain path answers while the fast path compiles
@@ -55,6 +58,7 @@ class EngineConfig:
             ("look_down_mode", LOOK_DOWN_MODES),
             ("conjunction_mode", CONJUNCTION_MODES),
             ("prompt_punctuation", PROMPT_PUNCTUATIONS),
+            ("look_down_in_list", LOOK_DOWN_IN_LIST),
             ("fast_path", FAST_PATH_MODES),
             ("fast_path_build", FAST_PATH_BUILDS),
         ):
@@ -68,11 +72,14 @@ class EngineConfig:
             ("max_new_tokens", 1),
             ("depth_window", 0),
             ("max_actions", 1),
+            ("max_look_downs", 1),
             ("max_instruction_chars", 1),
         ):
             if int(getattr(self, name)) < low:
                 yield f"{name} must be >= {low}, got {getattr(self, name)}"
         if self.history_capacity < self.num_history:
             yield f"history_capacity ({self.history_capacity}) must be >= num_history ({self.num_history})"
+        if self.look_down_in_list == "execute" and self.look_down_mode != "command":
+            yield "look_down_in_list 'execute' needs look_down_mode 'command' (the caller tilts and runs the list)"
         if not 0.0 <= self.min_depth < self.max_depth:
             yield f"need 0 <= min_depth < max_depth, got {self.min_depth} and {self.max_depth}"

@@ -28,13 +28,15 @@ WARMUP_INSTRUCTION = "Walk past the sofa, go through the door on the left and st
 
 @dataclasses.dataclass
 class _Conversation:
-    """The first turn of a step, kept while waiting for a look-down frame (command mode)."""
+    """The turns of a step so far, kept while waiting for a look-down frame (command mode)."""
 
     messages: list[dict[str, Any]]
     images: list[Image.Image]
     keys: list[int | None]
-    first_answer: str
+    answer: str  # the model's last answer (it asked to look down)
     epoch: int
+    look_downs: int = 1  # look-downs asked for in this step, this one included
+    raw: str = ""  # every answer of the step, one a line
 
 
 class S2Engine:
@@ -157,6 +159,12 @@ class S2Engine:
     def pending_look_down(self) -> bool:
         return self._pending is not None
 
+    @property
+    def pending_look_downs(self) -> int:
+        """Look-downs the awaited frame is tilted by (0: none awaited; 2 after a second ↓)."""
+        pending = self._pending
+        return 0 if pending is None else pending.look_downs
+
     def reset(self, instruction: str) -> None:
         """Start a new episode; raises ValueError for an empty or over-long instruction."""
         if not isinstance(instruction, str) or not prompt.clean_instruction(instruction):
@@ -212,31 +220,45 @@ class S2Engine:
         keys: list[int | None] = [i for i, _ in history] + [index]
         messages = [prompt.user_message(text, images)]
         generated = self.generator.generate(messages, images, keys)
-        parsed = parse_output(generated.text, current.size, self.cfg.max_actions)
+        parsed = parse_output(generated.text, current.size, self.cfg.max_actions, self.cfg.look_down_in_list)
         if parsed.kind != OutputKind.LOOK_DOWN:
             return self._decide(parsed, generated, frame, current.size, looked_down=False)
-        conversation = _Conversation(messages, images, keys, generated.text, epoch)
+        conversation = _Conversation(messages, images, keys, generated.text, epoch, raw=generated.text)
         if self.cfg.look_down_mode == "command":
-            with self._state_lock:
-                if self._epoch == epoch:
-                    self._pending = conversation
-            return Decision(DecisionKind.LOOK_DOWN, actions=parsed.actions, raw_text=generated.text, timing=dict(generated.timing))
+            return self._await_look_down(conversation, parsed, generated.timing, looked_down=False)
         return self._look_down_turn(conversation, frame, rgb, first_timing=generated.timing)
 
+    def _await_look_down(self, conv: _Conversation, parsed: ParsedOutput, timing: dict, looked_down: bool) -> Decision:
+        """Command mode: keep the conversation and ask the caller for a (further) tilted frame."""
+        with self._state_lock:
+            if self._epoch == conv.epoch:
+                self._pending = conv
+        return Decision(DecisionKind.LOOK_DOWN, actions=parsed.actions, raw_text=conv.raw, timing=dict(timing),
+                        looked_down=looked_down)
+
     def _look_down_turn(self, conv: _Conversation, frame: Frame, rgb: np.ndarray, first_timing: dict | None = None) -> Decision:
-        """Second user turn: the look-down frame at full resolution, as upstream appends it."""
+        """Next user turn: the look-down frame at full resolution, as upstream appends it
+        (habitat_vln_evaluator.py:731-739; internvla_n1_agent_realworld.py:192-199)."""
         look_down = Image.fromarray(rgb)
         messages = conv.messages + [
-            prompt.assistant_message(conv.first_answer),
+            prompt.assistant_message(conv.answer),
             prompt.user_message(prompt.build_look_down_text(self._conjunctions.pick()), [look_down]),
         ]
-        generated = self.generator.generate(messages, conv.images + [look_down], conv.keys + [None])
+        images, keys = conv.images + [look_down], conv.keys + [None]
+        generated = self.generator.generate(messages, images, keys)
         if first_timing:
             generated.timing = {k: v + first_timing.get(k, 0.0) for k, v in generated.timing.items()}
-        parsed = parse_output(generated.text, look_down.size, self.cfg.max_actions)
-        raw = conv.first_answer + "\n" + generated.text
+        parsed = parse_output(generated.text, look_down.size, self.cfg.max_actions, self.cfg.look_down_in_list)
+        raw = conv.raw + "\n" + generated.text
         if parsed.kind == OutputKind.LOOK_DOWN:
-            return Decision(DecisionKind.NONE, raw_text=raw, reason="model asked to look down again after looking down", looked_down=True)
+            # Upstream's evaluator tilts another 30 deg and asks a third turn (:826-828, 877-880, 731-739);
+            # its real-world client drives nothing for [5] (http_internvla_client.py:187).
+            if self.cfg.look_down_mode == "command" and conv.look_downs < self.cfg.max_look_downs:
+                again = _Conversation(messages, images, keys, generated.text, conv.epoch, conv.look_downs + 1, raw)
+                return self._await_look_down(again, parsed, generated.timing, looked_down=True)
+            return Decision(DecisionKind.NONE, raw_text=raw, looked_down=True,
+                            reason=f"model asked to look down again after {conv.look_downs} look-down(s) "
+                                   f"(max_look_downs {self.cfg.max_look_downs}, look_down_mode {self.cfg.look_down_mode})")
         decision = self._decide(parsed, generated, frame, look_down.size, looked_down=True)
         decision.raw_text = raw
         return decision

@@ -13,7 +13,6 @@ cached next to the checkpoints.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import fcntl
 import json
@@ -23,6 +22,7 @@ import pathlib
 import shutil
 import tempfile
 
+from internvla_s2_node.cli.errors import ArgumentParser, guarded
 from internvla_s2_node.core.backbone import BackboneKind, model_class
 
 log = logging.getLogger(__name__)
@@ -276,15 +276,16 @@ def default_tiny_checkpoint(arch: str = "qwen3_vl") -> pathlib.Path:
     return final
 
 
+@guarded("internvla-s2-make-tiny")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="internvla-s2-make-tiny",
         description="Write a tiny random Qwen-VL checkpoint (real tokenizer and patching, random 2-layer body) "
         "for tests and dry runs. Its outputs are meaningless.",
     )
-    parser.add_argument("--arch", choices=ARCHS, default="qwen3_vl")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("out_dir", type=pathlib.Path)
+    parser.add_argument("--arch", choices=ARCHS, default="qwen3_vl", help="backbone (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="weight seed (default %(default)s)")
+    parser.add_argument("out_dir", type=pathlib.Path, help="folder to write (created)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     out = make_tiny_checkpoint(args.arch, args.out_dir, seed=args.seed)

@@ -10,6 +10,7 @@ logic is :mod:`internvla_s2_node.ros.controller`.
 from __future__ import annotations
 
 import math
+import sys
 
 import rclpy
 from geometry_msgs.msg import PoseStamped, Twist
@@ -17,10 +18,13 @@ from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from std_msgs.msg import UInt8MultiArray
 
+from ..cli.errors import guarded
 from ..core.geometry import yaw_of
 from . import conversions as conv
 from . import params
 from .controller import Command, Controller, ControllerConfig, Pose2D
+from .executor import spin
+from .node_cli import parse_help
 from .qos import reliable_qos, sensor_qos
 
 STOP_REPEATS = 3  # zero Twists sent when stopping (cmd_vel may be best effort downstream)
@@ -30,6 +34,7 @@ class ActionExecutor(Node):
     def __init__(self, node_name: str = "action_executor", **kwargs) -> None:
         super().__init__(node_name, **kwargs)
         params.declare(self, params.EXECUTOR_SPECS)
+        params.warn_unknown(self, params.EXECUTOR_SPECS)
         self._specs = params.specs_by_name(params.EXECUTOR_SPECS)
         self._p = params.values(self, params.EXECUTOR_SPECS)
         self.add_on_set_parameters_callback(self._on_set_parameters)
@@ -113,12 +118,13 @@ class ActionExecutor(Node):
         self._cmd_pub.publish(twist)
 
 
+@guarded("action_executor")
 def main(args=None) -> None:
-    from .s2_node import spin
-
-    rclpy.init(args=args)
+    argv = list(sys.argv if args is None else args)
+    parse_help(argv, "action_executor", __doc__)
+    rclpy.init(args=argv)
     spin([ActionExecutor()], num_threads=2)
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -19,9 +19,13 @@ import sys
 from typing import Callable, Sequence
 
 import rclpy
-from rclpy.utilities import remove_ros_args
 
-from .s2_node import S2Node, spin
+from ..cli.errors import guarded
+from . import node_cli
+from .executor import spin
+from .s2_node import S2Node
+
+PROG = "internvla-s2-bringup"
 
 NodeFactory = Callable[..., "rclpy.node.Node"]
 
@@ -29,11 +33,14 @@ NodeFactory = Callable[..., "rclpy.node.Node"]
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """Options of this program (the ``--ros-args ...`` part is left to rclpy)."""
     argv = list(sys.argv if argv is None else argv)
-    parser = argparse.ArgumentParser(prog="internvla-s2-bringup", description=__doc__.split("\n\n")[0])
+    parser = node_cli.parser(PROG, __doc__)
     parser.add_argument("--action-executor", action="store_true",
                         help="also run action_executor (actions/waypoint -> cmd_vel); off by default")
     parser.add_argument("--threads", type=int, default=4, help="executor threads (default %(default)s)")
-    return parser.parse_args(remove_ros_args(args=argv)[1:])
+    own, ros = node_cli.split_ros_args(argv[1:])
+    opts = parser.parse_args(own)
+    node_cli.check_params_files(ros)
+    return opts
 
 
 def build_nodes(opts: argparse.Namespace, extra_nodes: Sequence[NodeFactory] = (), **node_kwargs) -> list:
@@ -47,6 +54,7 @@ def build_nodes(opts: argparse.Namespace, extra_nodes: Sequence[NodeFactory] = (
     return nodes
 
 
+@guarded(PROG)
 def main(argv: Sequence[str] | None = None, extra_nodes: Sequence[NodeFactory] = ()) -> None:
     argv = list(sys.argv if argv is None else argv)
     opts = parse_args(argv)
@@ -55,4 +63,4 @@ def main(argv: Sequence[str] | None = None, extra_nodes: Sequence[NodeFactory] =
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

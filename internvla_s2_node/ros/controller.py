@@ -6,6 +6,11 @@ odometry (until the travelled distance/angle reaches the step). A waypoint (odom
 frame) is followed with turn-then-drive proportional control and needs odometry.
 New commands replace the current plan; STOP, a step or waypoint timeout, and stale
 odometry (while it is used) stop the robot. Speeds never exceed the limits.
+
+A list's moves before its STOP are driven first, then the robot stops, as both upstream
+loops do (InternNav habitat_vln_evaluator.py:826-828 executes the parsed list in order;
+scripts/realworld/http_internvla_client.py:314-333 applies every move). Actions after a
+STOP are not driven (the real-world client would: a STOP means stop here).
 """
 
 from __future__ import annotations
@@ -78,6 +83,7 @@ class Controller:
         self.cfg = cfg or ControllerConfig()
         self._steps: collections.deque[_Step] = collections.deque()
         self._goal: tuple[float, float, float] | None = None  # x, y, started
+        self._stop_after = False  # the plan ended with STOP: stop once its moves are done
         self.last_stop_reason = ""
 
     @property
@@ -87,23 +93,31 @@ class Controller:
     def stop(self, reason: str = "stop") -> Command:
         self._steps.clear()
         self._goal = None
+        self._stop_after = False
         self.last_stop_reason = reason
         return Command(status=f"stopped: {reason}")
 
     def set_actions(self, codes) -> str:
-        """Replace the plan with ``codes``; returns '' or why it was stopped/ignored."""
+        """Replace the plan with ``codes``; returns '' or why it was stopped/ignored.
+
+        Moves up to the first STOP are driven, then the robot stops; a lone STOP stops it now."""
         self._steps.clear()
         self._goal = None
+        self._stop_after = False
         for code in codes:
             try:
                 action = Action(int(code))
             except ValueError:
                 return self.stop(f"unknown action code {code}").status
             if action == Action.STOP:
-                return self.stop("STOP action").status
+                if not self._steps:
+                    return self.stop("STOP action").status
+                self._stop_after = True
+                break
             if action in (Action.FORWARD, Action.LEFT, Action.RIGHT):
                 self._steps.append(_Step(action))
-            # LOOK_UP / LOOK_DOWN move the camera, not the base: nothing to drive.
+            # LOOK_UP / LOOK_DOWN move the camera, not the base: nothing to drive
+            # (the real-world client skips code 5 too: http_internvla_client.py:314-333).
         return ""
 
     def set_waypoint(self, x: float, y: float, now: float) -> str:
@@ -112,6 +126,7 @@ class Controller:
         if not self.cfg.use_odometry:
             return "waypoints need odometry (use_odometry is false)"
         self._steps.clear()
+        self._stop_after = False
         self._goal = (x, y, now)
         return ""
 
@@ -142,7 +157,9 @@ class Controller:
         remaining = self._remaining(step, now, pose)
         if remaining <= 0.0:
             self._steps.popleft()
-            return self.update(now, pose, pose_age) if self._steps else Command(status="done")
+            if self._steps:
+                return self.update(now, pose, pose_age)
+            return self.stop("STOP action") if self._stop_after else Command(status="done")
         return self._step_command(step.action, remaining)
 
     def _target(self, action: Action) -> float:

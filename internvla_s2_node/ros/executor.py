@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import threading
 
+import rclpy
 from rclpy.executors import (
     ConditionReachedException,
     MultiThreadedExecutor,
@@ -104,3 +105,26 @@ def spinning(nodes, num_threads: int | None = 4, context=None):
     finally:
         executor.shutdown()
         thread.join(5)
+
+
+def spin(nodes, num_threads: int = 4) -> None:
+    """Spin ``nodes`` on one multi-threaded executor until Ctrl-C / shutdown, then release them
+    (the ``main`` of every node process)."""
+    executor = SubmitOnceExecutor(num_threads=num_threads)
+    for node in nodes:
+        executor.add_node(node)
+    try:
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        for node in nodes:
+            if hasattr(node, "release"):
+                node.release()
+        executor.shutdown()
+        for node in nodes:
+            node.destroy_node()
+        if hasattr(rclpy, "try_shutdown"):
+            rclpy.try_shutdown()
+        elif rclpy.ok():
+            rclpy.shutdown()

@@ -30,6 +30,7 @@ from ..core.config import (
     DTYPES,
     FAST_PATH_BUILDS,
     FAST_PATH_MODES,
+    LOOK_DOWN_IN_LIST,
     LOOK_DOWN_MODES,
     PROMPT_PUNCTUATIONS,
     EngineConfig,
@@ -112,7 +113,13 @@ ENGINE_SPECS: tuple[Spec, ...] = (
     _s("min_depth", 0.1, "nearest valid depth (m)", low=0.0, high=100.0, lifecycle=True),
     _s("max_depth", 10.0, "farthest valid depth (m)", low=0.01, high=1000.0, lifecycle=True),
     _s("depth_window", 5, "search radius (px) for a valid depth around the pixel goal", low=0, high=100, lifecycle=True),
-    _s("max_actions", 16, "longest action sequence taken from one answer", low=1, high=256, lifecycle=True),
+    _s("max_actions", 128, "longest action sequence taken from one answer (upstream executes all of an answer of "
+       "up to 128 tokens)", low=1, high=1024, lifecycle=True),
+    _s("look_down_in_list", "skip", "skip: a ↓ among other actions is dropped and the moves around it are published "
+       "(upstream's robot client); execute: it stays in the list, the simulator tilts and runs the rest tilted "
+       "(upstream's Habitat evaluator; needs look_down_mode command)", choices=LOOK_DOWN_IN_LIST, lifecycle=True),
+    _s("max_look_downs", 2, "command mode: look-down turns in a row before an answer of ↓ gives no decision "
+       "(2: 60 deg, upstream's tilt after a second ↓)", low=1, high=5, lifecycle=True),
     _s("max_instruction_chars", 2000, "longer instructions are rejected", low=1, high=1000000, lifecycle=True),
 )
 
@@ -169,9 +176,60 @@ def specs_by_name(specs: Iterable[Spec]) -> dict[str, Spec]:
     return {s.name: s for s in specs}
 
 
+# Parameters every rclpy node accepts that no spec declares.
+ROS_OWN_PARAMETERS = ("use_sim_time", "start_type_description_service", "start_parameter_event_publisher")
+
+
 def declare(node, specs: Iterable[Spec]) -> None:
-    """Declare every spec on ``node`` (values from a params file override the defaults)."""
+    """Declare every spec on ``node`` (values from a params file override the defaults).
+
+    A whole number given for a float parameter (``5`` for ``5.0``) is taken as that float; any
+    other type mismatch is a ValueError with one line naming the parameter, instead of
+    rclpy's InvalidParameterTypeException.
+    """
+    specs = list(specs)
+    overrides = getattr(node, "_parameter_overrides", {})  # rclpy: values from params files and -p
+    for spec, value in ((s, overrides[s.name].value) for s in specs if s.name in overrides):
+        coerced = coerce_override(spec, value)
+        if coerced is not value:
+            from rclpy.parameter import Parameter
+
+            overrides[spec.name] = Parameter(spec.name, value=coerced)
     node.declare_parameters("", [(s.name, s.default, s.descriptor()) for s in specs])
+
+
+def coerce_override(spec: Spec, value: Any) -> Any:
+    """``value`` as the spec's type when that is lossless (int -> float), else ValueError (one line)."""
+    kind = type(spec.default)
+    if value is None or type(value) is kind:
+        return value
+    if kind is float and type(value) is int and abs(value) <= 2**53:
+        return float(value)
+    raise ValueError(f"parameter {spec.name} must be a {kind.__name__} (default {spec.default!r}), "
+                     f"got {value!r} ({type(value).__name__}); fix it in the params file or -p")
+
+
+def unknown_parameters(given: Iterable[str], specs: Iterable[Spec]) -> list[str]:
+    """One warning per name in ``given`` that no spec declares, with the closest declared name."""
+    import difflib
+
+    declared = [s.name for s in specs]
+    warnings = []
+    for name in sorted(set(given) - set(declared) - set(ROS_OWN_PARAMETERS)):
+        if name.startswith("qos_overrides."):
+            continue
+        close = difflib.get_close_matches(name, declared, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else "; see config/robot.yaml for the parameters"
+        warnings.append(f"parameter {name} is not declared by this node and is ignored{hint}")
+    return warnings
+
+
+def warn_unknown(node, specs: Iterable[Spec]) -> list[str]:
+    """Log (warning) every params-file / -p name ``node`` does not declare; returns the lines."""
+    lines = unknown_parameters(getattr(node, "_parameter_overrides", {}), specs)
+    for line in lines:
+        node.get_logger().warning(line)
+    return lines
 
 
 def values(node, specs: Iterable[Spec]) -> dict[str, Any]:

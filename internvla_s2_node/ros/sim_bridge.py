@@ -1,4 +1,7 @@
-"""``sim_bridge``: a simulated robot for the S2 node, and the S2 policy of the evaluation loop.
+"""``sim_bridge``: the ROS side of a simulated robot, for the S2 node. What it publishes comes from an
+evaluation, which creates this node in its own process: to evaluate an S2 node started elsewhere run
+internvla-s2-eval --s2-mode external --out DIR [--ros-args ...] (sim.launch.py does). Run on its own
+it only advertises its topics and spins (e.g. to check its enclave, docs/SECURITY.md).
 
 The bridge publishes what a robot would (relative names, as the S2 node subscribes):
 ``image`` (rgb8), ``depth`` (32FC1, metres), ``camera_info``, ``odom`` (base pose in the
@@ -7,20 +10,13 @@ world, frame ``odom``), ``camera_pose`` (optical frame, tilt included) and ``ins
 ``std_msgs/Header`` carrying the frame's stamp; the node runs with
 ``decision_mode: on_request``) and reads the answer from ``<s2>/decision`` (JSON); a new
 episode starts when ``<s2>/active_instruction`` echoes the instruction. Per-episode results
-go out on ``~/episode_result`` (JSON).
-
-Frames taken at the level camera are published after every simulator step, so the node's
-history holds every step as in training; the look-down frame is published only when the
-loop asks for the decision on it.
+go out on ``~/episode_result`` (JSON). The evaluation side is
+``internvla_s2_node.evaluation.s2_session``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import pathlib
-import subprocess
 import sys
 import threading
 import time
@@ -29,26 +25,23 @@ import numpy as np
 import rclpy
 from nav_msgs.msg import Odometry
 from geometry_msgs.msg import PoseStamped
+from diagnostic_msgs.msg import DiagnosticArray
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header, String
 
+from ..cli.errors import guarded
 from ..core.actions import Action
 from ..core.geometry import Waypoint
 from ..core.types import Decision, DecisionKind
 from ..sim.backend import Observation
 from ..sim.loop import PolicyFailure
-from ..sim.policies import Policy
 from . import conversions as conv
-from .executor import spinning
+from .executor import spin
+from .node_cli import parse_help
+from .outputs import ERROR, level_value
 from .qos import latched_qos, reliable_qos, sensor_qos
 
-CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "config"
-SIM_PARAMS = "sim.yaml"
-DEFAULT_DOMAIN_ID = 42
-STARTUP_TIMEOUT_S = 600.0  # loading a large checkpoint can take minutes
-POLL_S = 0.005
-LEVEL_TOLERANCE_DEG = 1e-6
 ABORT_POLL_S = 0.25
 
 
@@ -96,6 +89,9 @@ class SimBridge(Node):
         self._last_stamp_ns = 0
         self.create_subscription(String, f"{s2}/decision", self._on_decision, rq)
         self.create_subscription(String, f"{s2}/active_instruction", self._on_active_instruction, latched_qos())
+        self.s2_failure = ""  # the S2 node's reason when its configure failed (from /diagnostics)
+        self._s2_name = s2.rsplit("/", 1)[-1]
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, reliable_qos(10))
 
     # ---------------------------------------------------------------- inputs
     def _on_decision(self, msg: String) -> None:
@@ -110,6 +106,15 @@ class SimBridge(Node):
             while len(self._decisions) > 64:
                 self._decisions.pop(next(iter(self._decisions)))
             self._cond.notify_all()
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        """Note the S2 node's configure failure: ERROR while unconfigured, with the reason as message."""
+        for status in msg.status:
+            if not status.name.endswith(self._s2_name):
+                continue
+            values = {kv.key: kv.value for kv in status.values}
+            failed = level_value(status.level) >= level_value(ERROR) and values.get("state") == "unconfigured"
+            self.s2_failure = status.message if failed else ""
 
     def _on_active_instruction(self, msg: String) -> None:
         with self._cond:
@@ -170,10 +175,14 @@ class SimBridge(Node):
     def publish_result(self, record: dict) -> None:
         self._pub["result"].publish(String(data=json.dumps(record, default=str)))
 
-    def wait_for_s2(self, timeout: float) -> bool:
-        """True once the S2 node's decision publisher and request subscriber are matched."""
+    def wait_for_s2(self, timeout: float, abort=None) -> bool:
+        """True once the S2 node's decision publisher and request subscriber are matched. PolicyFailure
+        at once when the node reports a failed configure, or ``abort()`` returns a reason."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            why = self.s2_failure or (abort() if abort is not None else "")
+            if why:
+                raise PolicyFailure(why)
             if self._pub["decide"].get_subscription_count() > 0 and self.count_publishers(
                 self._pub["decide"].topic_name.rsplit("/", 1)[0] + "/decision"
             ) > 0:
@@ -197,121 +206,13 @@ def camera_info(k: np.ndarray, width: int, height: int, header: Header) -> Camer
     return msg
 
 
-class S2RosPolicy(Policy):
-    """The S2 node as a policy of the episode loop, through the bridge."""
-
-    name = "s2"
-
-    def __init__(self, bridge: SimBridge, timeout_s: float) -> None:
-        self.bridge = bridge
-        self.timeout_s = timeout_s
-        self.episode_latencies: list[float] = []
-        self._published: tuple[int, int] | None = None  # (id of the observation, stamp)
-        self._failure = ""
-
-    process = None  # the s2_node child process (s2_mode "process"), watched so a dead node fails fast
-
-    def process_exit(self) -> str:
-        """Why the S2 node cannot answer any more ('' while it may): its child process has exited."""
-        proc = self.process
-        if proc is not None and proc.poll() is not None:
-            return f"the S2 node process exited with code {proc.returncode}"
-        return ""
-
-    def reset(self, episode, backend) -> None:
-        self.episode_latencies = []
-        self._published = None
-        self._failure = self.process_exit()
-        if self._failure:
-            return
-        try:
-            self.bridge.start_episode(episode.instruction, self.timeout_s)
-        except PolicyFailure as exc:
-            self._failure = self.process_exit() or str(exc)  # raised from act(), inside the loop, so the episode is recorded
-
-    def observe(self, obs: Observation, action: Action) -> None:
-        """Loop observer: every level-camera frame goes to the node's history."""
-        if abs(obs.camera_pitch_deg) <= LEVEL_TOLERANCE_DEG and obs.rgb is not None:
-            self._publish(obs)
-
-    def _publish(self, obs: Observation) -> int:
-        if self._published is None or self._published[0] != id(obs):
-            self._published = (id(obs), self.bridge.publish_observation(obs))
-        return self._published[1]
-
-    def act(self, obs: Observation) -> Decision:
-        if self._failure:
-            raise PolicyFailure(self._failure)
-        if obs.rgb is None:
-            raise PolicyFailure("the simulator renders no images (render is off)")
-        decision = self.bridge.request_decision(self._publish(obs), self.timeout_s, abort=self.process_exit)
-        self.episode_latencies.append(decision.timing.get("step", 0.0))
-        return decision
-
-
-# -------------------------------------------------------------------- sessions
-def sim_params_files(extra: str | None) -> list[str]:
-    files = [str(CONFIG_DIR / SIM_PARAMS)]
-    return files + [extra] if extra else files
-
-
-def ros_arguments(cfg) -> list[str]:
-    args = ["--ros-args"]
-    for f in sim_params_files(cfg.params_file):
-        args += ["--params-file", f]
-    return args + ["-p", f"model_path:={cfg.model}"]
-
-
-def shard_domain_id(cfg) -> int:
-    if cfg.domain_id is not None:
-        return cfg.domain_id
-    return int(os.environ.get("ROS_DOMAIN_ID", DEFAULT_DOMAIN_ID)) + cfg.rank
-
-
-@contextlib.contextmanager
-def s2_policy_session(cfg):
-    """The S2 policy for ``EvalConfig`` ``cfg``: the bridge plus the S2 node.
-
-    ``cfg.s2_mode``: ``inprocess`` (one executor), ``process`` (``s2_node`` as a child
-    process) or ``external`` (a node started elsewhere, e.g. by sim.launch.py).
-    """
-    if cfg.s2_mode != "external" or "ROS_DOMAIN_ID" not in os.environ:
-        os.environ["ROS_DOMAIN_ID"] = str(shard_domain_id(cfg))
-    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    args = ros_arguments(cfg) if cfg.s2_mode != "external" else list(cfg.ros_args)
-    rclpy.init(args=["internvla-s2-eval", *args])
-    nodes, process = [SimBridge()], None
-    try:
-        if cfg.s2_mode == "process":
-            process = subprocess.Popen([sys.executable, "-m", "internvla_s2_node.ros.s2_node", *args])
-        elif cfg.s2_mode == "inprocess":
-            from .s2_node import S2Node
-
-            nodes.append(S2Node())
-        with spinning(nodes):
-            if not nodes[0].wait_for_s2(STARTUP_TIMEOUT_S):
-                raise RuntimeError(f"the S2 node did not come up within {STARTUP_TIMEOUT_S:.0f} s")
-            policy = S2RosPolicy(nodes[0], cfg.s2_timeout_s)
-            policy.process = process
-            yield policy
-    finally:
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        for node in nodes:
-            if hasattr(node, "release"):
-                node.release()
-            node.destroy_node()
-        rclpy.try_shutdown()
-
-
+@guarded("sim_bridge")
 def main(args=None) -> None:
-    """``sim_bridge [internvla-s2-eval options] [--ros-args ...]``: evaluate an S2 node started elsewhere."""
-    from ..sim.eval_cli import main as eval_main
+    argv = list(sys.argv if args is None else args)
+    parse_help(argv, "sim_bridge", __doc__)
+    rclpy.init(args=argv)
+    spin([SimBridge()], num_threads=2)
 
-    argv = list(sys.argv[1:] if args is None else args)
-    split = argv.index("--ros-args") if "--ros-args" in argv else len(argv)
-    sys.exit(eval_main(["--s2-mode", "external", *argv[:split]], ros_args=argv[split:]))
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -31,11 +31,30 @@ TILT_STEP_DEG = 15.0  # habitat-sim look_up / look_down amount in VLN-CE
 MAX_TILT_DEG = 60.0
 R2R_WIDTH, R2R_HEIGHT, R2R_HFOV_DEG = 640, 480, 79.0
 R2R_MIN_DEPTH, R2R_MAX_DEPTH = 0.0, 10.0
-R2R_CAMERA_HEIGHT_M = 0.88
-DEFAULT_AGENT_RADIUS_M = 0.18
+# Agent settings. R2R (the default) keeps habitat-lab's defaults, as upstream's vln_r2r.yaml and
+# VLN-CE's R2R configs do; RxR is VLN-CE's RxR setting. tests/test_agent_settings.py cites both.
+R2R_AGENT_HEIGHT_M, R2R_AGENT_RADIUS_M, R2R_CAMERA_HEIGHT_M = 1.5, 0.1, 1.25
+RXR_AGENT_HEIGHT_M, RXR_AGENT_RADIUS_M, RXR_CAMERA_HEIGHT_M = 0.88, 0.18, 0.88
+DEFAULT_AGENT_RADIUS_M = R2R_AGENT_RADIUS_M
 SUCCESS_DISTANCE_M = 3.0  # VLN-CE success / oracle-success threshold
 FOLLOWER_GOAL_RADIUS_M = 0.25  # upstream ShortestPathFollower(sim, 0.25, False)
 STEP_PERIOD_S = 0.2  # simulated seconds per action; only used for observation stamps
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentSetting:
+    """Agent body and camera mount: height and radius of the agent cylinder, camera height (m)."""
+
+    agent_height: float
+    agent_radius: float
+    camera_height: float
+
+
+AGENT_SETTINGS = {
+    "r2r": AgentSetting(R2R_AGENT_HEIGHT_M, R2R_AGENT_RADIUS_M, R2R_CAMERA_HEIGHT_M),
+    "rxr": AgentSetting(RXR_AGENT_HEIGHT_M, RXR_AGENT_RADIUS_M, RXR_CAMERA_HEIGHT_M),
+}
+DEFAULT_AGENT_SETTING = "r2r"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,7 +67,8 @@ class SimConfig:
     min_depth: float = R2R_MIN_DEPTH
     max_depth: float = R2R_MAX_DEPTH
     camera_height: float = R2R_CAMERA_HEIGHT_M
-    agent_radius: float = DEFAULT_AGENT_RADIUS_M
+    agent_radius: float = R2R_AGENT_RADIUS_M
+    agent_height: float = R2R_AGENT_HEIGHT_M
     forward_step_m: float = FORWARD_STEP_M
     turn_step_deg: float = TURN_STEP_DEG
     tilt_step_deg: float = TILT_STEP_DEG
@@ -66,7 +86,7 @@ class SimConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 2:
                 raise bad(name, "must be an integer >= 2")
-        floats = ("hfov_deg", "min_depth", "max_depth", "camera_height", "agent_radius", "forward_step_m",
+        floats = ("hfov_deg", "min_depth", "max_depth", "camera_height", "agent_radius", "agent_height", "forward_step_m",
                   "turn_step_deg", "tilt_step_deg", "max_tilt_deg", "follower_goal_radius", "step_period_s")
         for name in floats:
             value = getattr(self, name)
@@ -78,12 +98,19 @@ class SimConfig:
             raise bad("min_depth", "must be >= 0")
         if self.max_depth <= self.min_depth:
             raise bad("max_depth", f"must be > min_depth ({self.min_depth})")
-        for name in ("camera_height", "agent_radius", "forward_step_m", "turn_step_deg", "tilt_step_deg",
+        for name in ("camera_height", "agent_radius", "agent_height", "forward_step_m", "turn_step_deg", "tilt_step_deg",
                      "follower_goal_radius", "step_period_s"):
             if getattr(self, name) <= 0.0:
                 raise bad(name, "must be > 0")
         if not 0.0 <= self.max_tilt_deg < 90.0:
             raise bad("max_tilt_deg", "must be in [0, 90)")
+
+    @classmethod
+    def for_agent(cls, setting: str = DEFAULT_AGENT_SETTING, **kwargs) -> "SimConfig":
+        """A config with the named agent setting (``AGENT_SETTINGS``: "r2r" or "rxr")."""
+        if setting not in AGENT_SETTINGS:
+            raise ValueError(f"unknown agent setting {setting!r}; expected one of {sorted(AGENT_SETTINGS)}")
+        return cls(**dataclasses.asdict(AGENT_SETTINGS[setting]), **kwargs)
 
     @property
     def intrinsics(self) -> np.ndarray:
@@ -199,6 +226,11 @@ class SimBackend(abc.ABC):
     @abc.abstractmethod
     def snap_to_navigable(self, point) -> np.ndarray:
         """The navigable point nearest to ``point`` (world frame)."""
+
+    def to_agent_height(self, points) -> np.ndarray:
+        """Episode points (world) in the height frame the agent moves in (the navmesh's in Habitat);
+        metrics compare the trajectory with the goal and reference path in it. Default: unchanged."""
+        return np.array(points, dtype=float)
 
     def shortest_path(self, a, b) -> np.ndarray:
         """(N, 3) polyline of the shortest path (empty if unreachable). Optional."""

@@ -5,7 +5,19 @@ imports anywhere; the error says how to get it. Written against habitat-sim's do
 Python API: ``SimulatorConfiguration``, ``agent.AgentConfiguration`` with ``ActionSpec`` /
 ``ActuationSpec`` (move_forward 0.25 m, turn_left/right 15 deg, look_up/down 15 deg with a
 ``constraint``), ``CameraSensorSpec`` colour + depth, ``pathfinder.find_path`` with
-``ShortestPath``, ``pathfinder.snap_point`` and ``Simulator.make_greedy_follower``.
+``ShortestPath``, ``pathfinder.snap_point``, ``Simulator.make_greedy_follower`` and
+``Agent.set_state`` / ``Agent.act`` (all in habitat-sim 0.2.2's public API).
+
+Snapping: habitat-sim's ``snap_point`` returns NaN when no navmesh polygon lies within its
+search box (2 m across, src/esp/nav/PathFinder.cpp:94 @ v0.2.2) and may return a point on
+a navmesh island on top of furniture. ``snap_to_navigable`` gives instead the nearest point
+that the agent can reach (a finite geodesic from where it stands), searching rings on the
+agent's floor when the point itself does not snap there.
+
+Heights: the agent stands on the navmesh, which can lie above the floor mesh the episode
+points were taken on. ``reset`` measures that offset at the start and places the agent on
+the navmesh; ``to_agent_height`` moves the episode's points by it, so metrics compare the
+trajectory with the goal and the reference path in the navmesh's height frame.
 
 All inputs and outputs of the backend are in our z-up world frame; conversion to Habitat's
 y-up frame happens only through ``coords.py``. Episode files stay in Habitat convention
@@ -23,7 +35,7 @@ import numpy as np
 
 from ..core.actions import Action
 from .backend import Observation, SimBackend, SimConfig, make_observation, postprocess_depth
-from .coords import habitat_quaternion_to_yaw, habitat_to_world, world_to_habitat
+from .coords import habitat_quaternion_to_yaw, habitat_to_world, world_to_habitat, yaw_to_habitat_quaternion
 from .episodes import Episode
 from .navgrid import NavGrid
 
@@ -44,6 +56,10 @@ ACTION_KEYS: dict[Action, str] = {
 }
 TOPDOWN_RESOLUTION_M = 0.05
 RGB_CHANNELS = 3
+SNAP_RING_STEP_M = 0.25  # rings searched around a point that does not snap onto the agent's floor
+SNAP_RING_MAX_M = 3.0
+SNAP_RING_POINTS = 16
+START_SNAP_XZ_TOLERANCE_M = 0.05  # the start snaps straight up/down onto the navmesh, or not at all
 
 
 def import_habitat_sim():
@@ -78,7 +94,7 @@ def build_configuration(hsim, config: SimConfig, scene_path: str, scene_dataset_
     sim_cfg.enable_physics = False
 
     agent_cfg = hsim.agent.AgentConfiguration()
-    agent_cfg.height = config.camera_height
+    agent_cfg.height = config.agent_height
     agent_cfg.radius = config.agent_radius
     agent_cfg.sensor_specifications = [
         _camera_spec(hsim, RGB_UUID, hsim.SensorType.COLOR, config),
@@ -139,6 +155,7 @@ class HabitatBackend(SimBackend):
         self._followers: dict[float, Any] = {}
         self._pitch_deg = 0.0
         self._step = 0
+        self._height_offset = 0.0  # navmesh height minus the episode's start height
 
     # ------------------------------------------------------------------ scenes
     def resolve_scene(self, scene_id: str) -> pathlib.Path:
@@ -172,13 +189,45 @@ class HabitatBackend(SimBackend):
     # ------------------------------------------------------------------ interface
     def reset(self, episode: Episode) -> Observation:
         self._load(episode.scene_id)
-        state = self.hsim.agent.AgentState()
-        state.position = np.asarray(episode.start_position, dtype=np.float32)
-        state.rotation = self._quat_from_coeffs(np.asarray(episode.start_rotation, dtype=float))
-        self._agent().set_state(state, reset_sensors=True)
-        self._pitch_deg = 0.0
+        start = np.asarray(episode.start_position, dtype=float)
+        self._height_offset = self._navmesh_height(start) - start[1]
+        self._set_agent(start + [0.0, self._height_offset, 0.0], np.asarray(episode.start_rotation, dtype=float))
         self._step = 0
         return self._observe(self.sim.get_sensor_observations() if self.config.render else None, False)
+
+    def _navmesh_height(self, p_hab: np.ndarray) -> float:
+        """Habitat y of the navmesh straight below/above ``p_hab`` (its own y if there is none)."""
+        snapped = np.asarray(self.sim.pathfinder.snap_point(p_hab.astype(np.float32)), dtype=float)
+        if np.all(np.isfinite(snapped)) and np.hypot(*(snapped - p_hab)[[0, 2]]) <= START_SNAP_XZ_TOLERANCE_M:
+            return float(snapped[1])
+        return float(p_hab[1])
+
+    def _set_agent(self, p_hab: np.ndarray, q_xyzw: np.ndarray) -> None:
+        state = self.hsim.agent.AgentState()
+        state.position = np.asarray(p_hab, dtype=np.float32)
+        state.rotation = self._quat_from_coeffs(np.asarray(q_xyzw, dtype=float))
+        self._agent().set_state(state, reset_sensors=True)
+        self._pitch_deg = 0.0
+
+    def place(self, position, yaw: float, pitch_deg: float = 0.0) -> Observation:
+        """Put the agent at ``position`` (world, on the navmesh) with heading ``yaw`` and the camera
+        tilted by ``pitch_deg`` in tilt steps (``Agent.set_state``, then look_down/look_up)."""
+        self._set_agent(world_to_habitat(np.asarray(position, dtype=float)[:3]), yaw_to_habitat_quaternion(float(yaw)))
+        cfg = self.config
+        target = float(np.clip(pitch_deg, -cfg.max_tilt_deg, cfg.max_tilt_deg))
+        key = "look_down" if target > 0 else "look_up"
+        for _ in range(int(round(abs(target) / cfg.tilt_step_deg))):
+            self._agent().act(key)
+            self._pitch_deg += math.copysign(cfg.tilt_step_deg, target)
+        self._step = 0
+        return self._observe(self.sim.get_sensor_observations() if cfg.render else None, False)
+
+    def to_agent_height(self, points) -> np.ndarray:
+        """Episode points (world) moved by the navmesh offset measured at ``reset``."""
+        pts = np.array(points, dtype=float)
+        if pts.size:
+            pts[..., 2] += self._height_offset  # world z = Habitat y
+        return pts
 
     def step(self, action: Action) -> Observation:
         action = Action(action)
@@ -250,8 +299,32 @@ class HabitatBackend(SimBackend):
         return Action.STOP if action is None else Action(action)
 
     def snap_to_navigable(self, point) -> np.ndarray:
-        snapped = self.sim.pathfinder.snap_point(world_to_habitat(np.asarray(point, dtype=float)[:3]).astype(np.float32))
-        return habitat_to_world(np.asarray(snapped, dtype=float))
+        """The reachable navigable point nearest to ``point``: its snap if the agent can walk there,
+        else the nearest reachable one on the agent's floor (rings up to SNAP_RING_MAX_M), else where
+        the agent stands. Never NaN, never an island on top of furniture."""
+        p = world_to_habitat(np.asarray(point, dtype=float)[:3])
+        here = np.asarray(self._agent().get_state().position, dtype=float)
+        on_floor = np.array([p[0], here[1], p[2]])
+        for candidate in (p, on_floor):
+            snapped = self._reachable_snap(candidate, here)
+            if snapped is not None:
+                return habitat_to_world(snapped)
+        for radius in np.arange(SNAP_RING_STEP_M, SNAP_RING_MAX_M + 1e-9, SNAP_RING_STEP_M):
+            angles = np.linspace(0.0, 2.0 * math.pi, SNAP_RING_POINTS, endpoint=False)
+            ring = on_floor + radius * np.stack([np.cos(angles), np.zeros_like(angles), np.sin(angles)], axis=1)
+            found = [s for s in (self._reachable_snap(c, here) for c in ring) if s is not None]
+            if found:
+                return habitat_to_world(min(found, key=lambda s: np.hypot(*(s - p)[[0, 2]])))
+        return habitat_to_world(here)
+
+    def _reachable_snap(self, p_hab: np.ndarray, here: np.ndarray) -> np.ndarray | None:
+        snapped = np.asarray(self.sim.pathfinder.snap_point(p_hab.astype(np.float32)), dtype=float)
+        if not np.all(np.isfinite(snapped)):
+            return None  # the real pathfinder's answer far from the navmesh
+        path = self.hsim.ShortestPath()
+        path.requested_start, path.requested_end = here.astype(np.float32), snapped.astype(np.float32)
+        found = self.sim.pathfinder.find_path(path)
+        return snapped if found and math.isfinite(float(path.geodesic_distance)) else None
 
     def navigation_grid(self, resolution: float = TOPDOWN_RESOLUTION_M) -> NavGrid:
         """Top-down navigability at the agent's floor (for plots)."""

@@ -1,22 +1,40 @@
 """The one episode loop: policy decisions -> simulator steps -> VLN-CE metrics.
 
-Each decision of the policy is executed before it is asked again:
+Each decision of the policy is executed before it is asked again, as upstream InternNav's
+Habitat evaluator does (internnav/habitat_extensions/vln/habitat_vln_evaluator.py, system-2
+loop, lines 703-885):
 
 - actions run in order until STOP or the step budget; LOOK_UP tilts the camera one step;
 - a waypoint (world point) is snapped to the floor and followed with the backend's greedy
   geodesic follower for at most ``waypoint_max_steps`` actions, or until the follower
-  says STOP there (as upstream InternVLA-N1 does with its ShortestPathFollower(0.25));
-  a waypoint already reached gives one ``stuck_action`` (upstream turns LEFT) so the
-  agent cannot dead-lock;
-- LOOK_DOWN tilts the camera by ``look_down_deg`` (2 x 15 deg) and asks the policy again
-  with the look-down observation; the camera is tilted back up once that decision is
-  taken (before its waypoint is followed, like upstream) or at the latest after it ran;
-  the rest of an action list after LOOK_DOWN is dropped;
+  says STOP there (upstream's ShortestPathFollower(0.25), MAX_STEPS 8); a waypoint already
+  reached gives one ``stuck_action`` (upstream turns LEFT, :812-819) so the agent cannot
+  dead-lock;
+- ``↓`` (LOOK_DOWN) tilts the camera by ``look_down_deg`` (2 x 15 deg, :877-880). In a list
+  with moves, the moves after it run with the camera tilted, without asking again (see
+  ``core.parsing.parse_output`` for a final ``↓`` after moves). A decision of only ``↓``
+  asks the policy again with the tilted observation (:731-739), and a ``↓`` answered then
+  tilts further and asks again, as long as the camera can tilt (the backend's
+  ``max_tilt_deg``). The camera is tilted back up before a waypoint is followed
+  (:801-802) and at the latest once the decision has run;
 - an empty decision (nothing parseable, a pixel goal without depth) is ``empty_action``
   (upstream: STOP).
 
 The step budget counts navigation actions (FORWARD/LEFT/RIGHT/STOP), like upstream's
 ``step_id``; camera tilts are recorded but not counted.
+
+``LoopConfig.upstream_evaluator`` reproduces one more behaviour of upstream's evaluator:
+when the follower stops (STOP after moving, or ``waypoint_max_steps`` used up) it counts a
+step without moving, and the same frame is observed again, so it repeats in the S2 node's
+history (:834-848: ``step_id += 1; continue`` with no ``env.step``; the next iteration
+appends the same observation to ``rgb_list``). It is off by default: the repeated frame and
+the step that moves nothing are artifacts of upstream's loop, not of the task. Upstream's
+other loop-level behaviour is not reproduced: after a look-down turn answered with actions
+its camera stays tilted (there is no look-up on that path), so later frames enter the
+history tilted, and first-turn pixel goals are projected at 30 deg whatever the tilt (:718)
+and followed after a 30 deg look-up even from a level camera (:801-802). Those tilted
+history frames are not what the checkpoints were trained on, and the pixel goals are only
+right by chance; the project keeps its level history.
 """
 
 from __future__ import annotations
@@ -44,7 +62,7 @@ WAYPOINT_MAX_STEPS = 8  # upstream MAX_STEPS
 MAX_IDLE_DECISIONS = 10  # decisions in a row without a navigation step end the episode
 WAYPOINT_SIZE = 3
 
-Observer = Callable[[Observation, Action], None]
+Observer = Callable[[Observation, "Action | None"], None]  # action None: a counted step that moved nothing
 
 
 class EndReason(str, enum.Enum):
@@ -67,6 +85,7 @@ class LoopConfig:
     empty_action: Action = Action.STOP
     max_idle_decisions: int = MAX_IDLE_DECISIONS
     success_distance: float = SUCCESS_DISTANCE_M
+    upstream_evaluator: bool = False  # count a step and repeat the frame when the follower stops (module doc)
 
     def __post_init__(self) -> None:
         if self.waypoint_max_steps < 1:
@@ -186,6 +205,12 @@ class _Run:
             if self.backend.camera_pitch_deg == before:
                 break
 
+    def tilt_down(self) -> bool:
+        """One look-down (``look_down_deg``); False if the camera cannot tilt further."""
+        before = self.backend.camera_pitch_deg
+        self.tilt_to(before + self.cfg.look_down_deg)
+        return self.backend.camera_pitch_deg != before
+
     def follow(self, waypoint: np.ndarray) -> None:
         target = self.backend.snap_to_navigable(waypoint)
         self.waypoints.append(target)
@@ -196,34 +221,41 @@ class _Run:
             if action == Action.STOP:
                 if k == 0:
                     self.step(self.cfg.stuck_action)
-                return
+                    return
+                break
             self.step(action)
+        if self.cfg.upstream_evaluator and not self.done:
+            self.count_step_without_moving()
 
-    def look_down_and_ask(self) -> None:
-        level = self.backend.camera_pitch_deg
-        self.tilt_to(level + self.cfg.look_down_deg)
-        plan = self.ask()
+    def count_step_without_moving(self) -> None:
+        """Upstream's evaluator when its follower stops: ``step_id += 1`` and the same frame again."""
+        self.steps += 1
+        self.record_pose()
+        if self.observer is not None:
+            self.obs = dataclasses.replace(self.obs)  # a new observation of the same frame
+            self.observer(self.obs, None)
+
+    def execute(self, plan: Plan, level: float) -> None:
         if plan.waypoint is not None:
             self.tilt_to(level)  # upstream looks up again before following the pixel goal
-        self.execute(plan, looking_down=True)
-        self.tilt_to(level)
-
-    def execute(self, plan: Plan, looking_down: bool = False) -> None:
-        if plan.waypoint is not None:
             self.follow(plan.waypoint)
             return
+        tilted = True
         for action in plan.actions:
             if self.done:
                 return
             if action == Action.LOOK_DOWN:
-                if not looking_down:
-                    self.look_down_and_ask()
-                return  # the rest of the list is dropped; a second look-down is ignored
-            self.step(action)
+                tilted = self.tilt_down()
+            else:
+                self.step(action)
+        if tilted and all(a == Action.LOOK_DOWN for a in plan.actions):
+            self.execute(self.ask(), level)  # the look-down turn (bounded by the tilt limit)
 
     def decide_and_execute(self) -> None:
         steps_before = self.steps
-        self.execute(self.ask())
+        level = self.backend.camera_pitch_deg
+        self.execute(self.ask(), level)
+        self.tilt_to(level)
         self.idle = 0 if self.steps > steps_before else self.idle + 1
 
     def end_reason(self) -> EndReason:
@@ -264,7 +296,7 @@ def run_episode(
     run = _Run(backend, policy, max_steps, cfg, observer)
     run.obs = backend.reset(episode)
     run.record_pose()
-    goal = episode.goal_world
+    goal = backend.to_agent_height(episode.goal_world)
     shortest = _shortest(backend, episode, run.trajectory[0], goal)
     policy.reset(episode, backend)
     while not run.done:
@@ -273,7 +305,8 @@ def run_episode(
         except PolicyFailure as exc:
             run.failure = str(exc) or type(exc).__name__
     metrics = compute_metrics(
-        np.array(run.trajectory), goal, _reference(episode, backend.config.forward_step_m), run.called_stop, shortest,
+        np.array(run.trajectory), goal, backend.to_agent_height(_reference(episode, backend.config.forward_step_m)),
+        run.called_stop, shortest,
         distance_fn=backend.geodesic_distance, success_distance=cfg.success_distance, steps=run.steps,
     )
     return EpisodeResult(

@@ -36,7 +36,7 @@ def record_episode(backend: SimBackend, episode: Episode, result: EpisodeResult,
 
     place = getattr(backend, "place", None)
     if place is None:
-        raise NotRecordable(f"{type(backend).__name__} cannot place the agent at a pose; recording needs the mujoco backend")
+        raise NotRecordable(f"{type(backend).__name__} cannot place the agent at a pose (no place()); recording needs a backend that can")
     actions = [a for a in result.actions if a in NAVIGATION_ACTIONS]
     if not actions or actions[-1] != Action.STOP:
         raise NotRecordable(f"episode {episode.episode_id} did not end with STOP ({result.reason.value})")

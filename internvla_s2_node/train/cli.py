@@ -15,16 +15,19 @@ import argparse
 import dataclasses
 import logging
 import os
-import sys
+import pathlib
 
+from ..cli.errors import ArgumentParser, CliError, UsageError, guarded
 from .config import MODEL_SIZES, TrainConfig
+
+PROG = "internvla-s2-train"
 
 _BOOL_FIELDS = ("tune_vision", "tune_merger", "tune_llm", "bf16", "gradient_checkpointing", "shuffle", "progress")
 
 
 def build_parser() -> argparse.ArgumentParser:
     defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    p = argparse.ArgumentParser(prog="internvla-s2-train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = p.add_argument_group("data")
     g.add_argument("--data", action="append", required=True, help="scene folder or folder of scenes; PATH@HEIGHT_CM,FRONT_PITCH,DOWN_PITCH sets its camera setup (repeatable)")
     g.add_argument("--height-cm", type=int, default=defaults["height_cm"])
@@ -75,6 +78,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--save-steps", type=int, default=defaults["save_steps"])
     r.add_argument("--save-total-limit", type=int, default=defaults["save_total_limit"])
     p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed launcher
+    for action in p._actions:  # every option's default in --help
+        shown = action.default is not None and action.default is not False and action.default != argparse.SUPPRESS
+        if shown and "%(default)" not in (action.help or ""):
+            action.help = f"{action.help} (default: %(default)s)" if action.help else "default: %(default)s"
     return p
 
 
@@ -84,6 +91,38 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(**values)
 
 
+def check_model(cfg: TrainConfig) -> None:
+    """Fail before any data or model is loaded when the checkpoint cannot be had (UsageError)."""
+    from ..core.backbone import CheckpointError
+    from ..core.model_ref import check_model_ref, looks_like_hub_id
+
+    name = cfg.model_name
+    download = f"hf download {name} --local-dir checkpoints/{name.split('/')[-1]}"
+    if pathlib.Path(name).expanduser().is_dir():
+        try:
+            check_model_ref(name)
+        except CheckpointError as exc:
+            raise UsageError(str(exc)) from exc
+    elif not looks_like_hub_id(name):
+        raise UsageError(f"--model {name}: checkpoint directory not found; pass a directory with config.json and *.safetensors")
+    elif os.environ.get("HF_HUB_OFFLINE") == "1" and cfg.model is None:
+        raise UsageError(f"no --model given, and the default for --model-size {cfg.model_size}, {name}, is not downloaded "
+                         f"(HF_HUB_OFFLINE=1); pass --model DIR, e.g. after `{download}`")
+    elif os.environ.get("HF_HUB_OFFLINE") == "1":
+        raise UsageError(f"--model {name}: no such directory; pass a checkpoint directory, or if {name} is a "
+                         f"Hugging Face hub id, download it first (`{download}`) and pass that directory")
+
+
+def check_deepspeed(cfg: TrainConfig) -> None:
+    import importlib.util
+    import sys
+
+    if cfg.deepspeed and "deepspeed" not in sys.modules and importlib.util.find_spec("deepspeed") is None:
+        raise CliError("--deepspeed needs DeepSpeed, which is not installed; pip install -r requirements-gpu.txt, "
+                       "or train without --deepspeed (plain DDP under torchrun)")
+
+
+@guarded(PROG)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     rank = int(os.environ.get("RANK", "0"))
@@ -93,8 +132,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config_from_args(args)
     except ValueError as exc:
-        print(f"internvla-s2-train: {exc}", file=sys.stderr)
-        return 2
+        raise UsageError(str(exc)) from exc
+    check_model(cfg)
+    check_deepspeed(cfg)
     from .trainer import train
 
     result = train(cfg)

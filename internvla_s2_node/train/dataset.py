@@ -120,8 +120,24 @@ def prepare_data(cfg, processor):
     specs = build_samples(episodes, opts)
     if cfg.max_samples:
         specs = specs[: cfg.max_samples]
-    if not specs:
-        raise DataError(f"no training samples in {cfg.data}: {report.summary()}")
-    dataset = S2Dataset(episodes, specs, processor, cfg.num_history, (cfg.resize_w, cfg.resize_h), cfg.seed, cfg.on_bad_data)
     kinds = Counter(s.kind.value for s in specs)
-    return dataset, {**report.to_json(), "summary": report.summary(), "samples": len(specs), "samples_by_kind": dict(kinds)}
+    summary = {**report.to_json(), "summary": report.summary(), "samples": len(specs), "samples_by_kind": dict(kinds)}
+    if not specs:
+        raise NoSamples(f"no training samples in {cfg.data}: {report.summary()}{_first_reasons(report.skipped)}", summary)
+    dataset = S2Dataset(episodes, specs, processor, cfg.num_history, (cfg.resize_w, cfg.resize_h), cfg.seed, cfg.on_bad_data)
+    return dataset, summary
+
+
+class NoSamples(DataError):
+    """No sample to train on; ``report`` is the data report (written as data_report.json all the same)."""
+
+    def __init__(self, message: str, report: dict) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+def _first_reasons(skipped: list[str], count: int = 3) -> str:
+    if not skipped:
+        return ""
+    more = f" (and {len(skipped) - count} more)" if len(skipped) > count else ""
+    return "; first reasons: " + " | ".join(skipped[:count]) + more

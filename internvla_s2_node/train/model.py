@@ -132,8 +132,12 @@ def resolve_checkpoint(name: str) -> str:
     import os
     from pathlib import Path
 
+    from ..core.model_ref import looks_like_hub_id
+
     if Path(name).expanduser().is_dir():
         return str(Path(name).expanduser())
+    if not looks_like_hub_id(name):
+        raise FileNotFoundError(f"{name}: checkpoint directory not found; pass a directory with config.json and *.safetensors")
     if os.environ.get("HF_HUB_OFFLINE") == "1":
         raise FileNotFoundError(
             f"{name}: not a local directory and HF_HUB_OFFLINE=1; download it first "

@@ -15,7 +15,7 @@ import torch
 from . import model as model_setup
 from .collate import IGNORE_INDEX, PadCollator, count_label_tokens
 from .config import TrainConfig
-from .dataset import prepare_data
+from .dataset import NoSamples, prepare_data
 from .distributed import DistInfo, GlobalBatchSampler, all_reduce_sum, barrier, init_distributed, shutdown, total_steps
 from .save import prune_checkpoints, save_checkpoint
 
@@ -99,7 +99,7 @@ class Trainer:
         self.trainable = model_setup.set_trainable(self.model, cfg)
         if cfg.gradient_checkpointing:
             model_setup.enable_gradient_checkpointing(self.model)
-        self.dataset, self.data_report = prepare_data(cfg, self.processor)
+        self.dataset, self.data_report = self._prepare_data()
         self.steps = total_steps(len(self.dataset), self.global_batch, cfg.epochs, cfg.max_steps)
         self.optimizer = make_optimizer(model_setup.param_groups(self.model, cfg), cfg, self.ds_config)
         self.scheduler = make_scheduler(self.optimizer, cfg, self.steps)
@@ -107,6 +107,16 @@ class Trainer:
         self.autocast = cfg.bf16 and not cfg.deepspeed and self.info.device.type == "cuda"
         if cfg.bf16 and self.info.device.type != "cuda" and self.info.is_main:
             log.warning("bf16 autocast is used on CUDA only; training in float32 on %s", self.info.device)
+
+    def _prepare_data(self):
+        """The dataset and its report; when nothing is left to train on, the report is still written."""
+        try:
+            return prepare_data(self.cfg, self.processor)
+        except NoSamples as exc:
+            if self.info.is_main:
+                self.out.mkdir(parents=True, exist_ok=True)
+                (self.out / "data_report.json").write_text(json.dumps(exc.report, indent=2) + "\n")
+            raise
 
     @property
     def global_batch(self) -> int:

@@ -1,6 +1,5 @@
-"""Test and demo helpers: synthetic sensor messages, a scripted engine, a probe node.
-
-Used by tests/test_ros_*.py; also handy to poke a running ``s2_node`` by hand.
+"""ROS test helpers: synthetic sensor messages, a scripted engine, biased checkpoints, a probe node,
+process helpers. Used by tests/test_ros_*.py, test_fuzz_*.py, test_faults_*.py and test_sim_bridge.py.
 """
 
 from __future__ import annotations
@@ -21,9 +20,9 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
 
-from ..core.geometry import intrinsics_from_hfov, yaw_to_quaternion
-from . import conversions as conv
-from .qos import latched_qos, reliable_qos, sensor_qos
+from internvla_s2_node.core.geometry import intrinsics_from_hfov, yaw_to_quaternion
+from internvla_s2_node.ros import conversions as conv
+from internvla_s2_node.ros.qos import latched_qos, reliable_qos, sensor_qos
 
 # ------------------------------------------------------------------ messages
 
@@ -87,7 +86,7 @@ class ScriptedGenerator:
         pass
 
     def generate(self, messages, images, keys):
-        from ..core.generation import Generated
+        from internvla_s2_node.core.generation import Generated
 
         if self.delay_s:
             time.sleep(self.delay_s)
@@ -103,7 +102,7 @@ def scripted_engine_factory(answers, delay_s: float = 0.0, fail: str = "") -> Ca
     """
 
     def factory(cfg):
-        from ..core.engine import S2Engine
+        from internvla_s2_node.core.engine import S2Engine
 
         if fail and cfg.model_path == fail:
             raise FileNotFoundError(f"no checkpoint at {cfg.model_path}")

@@ -1,7 +1,8 @@
 """Evaluation runner: episodes of one shard x policies -> JSON lines, summaries, pictures.
 
-The S2 policy talks to the S2 node over ROS 2 (``ros.sim_bridge``); the oracle and
-random reference policies run through the same episode loop without ROS.
+The S2 policy talks to the S2 node over ROS 2 (``evaluation.s2_session``, imported only when
+S2 is evaluated); the oracle and random reference policies run through the same episode loop
+without ROS.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from typing import Iterator
 
 from tqdm import tqdm
 
-from .backend import SimBackend, SimConfig
-from .episodes import Episode, load_episodes, shard
-from .loop import DEFAULT_MAX_STEPS, run_episode
-from .policies import OraclePolicy, Policy, RandomPolicy
-from .results import ResultsWriter, merge
+from ..sim.backend import SimBackend, SimConfig
+from ..sim.episodes import Episode, load_episodes, shard
+from ..sim.loop import DEFAULT_MAX_STEPS, LoopConfig, run_episode
+from ..sim.policies import OraclePolicy, Policy, RandomPolicy
+from ..sim.results import ResultsWriter, merge
+from . import provenance
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,7 @@ class EvalConfig:
     world_size: int = 1
     domain_id: int | None = None  # ROS_DOMAIN_ID for this shard (default: base + rank)
     s2_timeout_s: float = 120.0
-    s2_mode: str = "inprocess"  # inprocess | process | external (see ros.sim_bridge.s2_policy_session)
+    s2_mode: str = "inprocess"  # inprocess | process | external (see evaluation.s2_session.s2_policy_session)
     ros_args: tuple[str, ...] = ()  # --ros-args ... for the bridge (external mode)
     maps: bool = True
     seed: int = 0
@@ -51,6 +53,7 @@ class EvalConfig:
     height: int = 480
     progress: bool = True
     record: str | None = None  # write oracle episodes as LeRobot training data here
+    upstream_loop: bool = False  # sim.loop.LoopConfig.upstream_evaluator: count the follower-stop step, repeat the frame
 
     def __post_init__(self) -> None:
         self.out = pathlib.Path(self.out)
@@ -86,10 +89,10 @@ class EvalConfig:
 
 def make_backend(cfg: EvalConfig) -> SimBackend:
     if cfg.backend == "habitat":
-        from .habitat_backend import HabitatBackend
+        from ..sim.habitat_backend import HabitatBackend
 
         return HabitatBackend(cfg.scenes_dir, cfg.sim_config)
-    from .mujoco_backend import MujocoBackend
+    from ..sim.mujoco_backend import MujocoBackend
 
     return MujocoBackend(cfg.sim_config, cfg.scenes_dir)
 
@@ -98,7 +101,7 @@ def select_episodes(cfg: EvalConfig) -> list[Episode]:
     if cfg.episodes:
         path = cfg.episodes
     else:
-        from .mujoco_backend import BUNDLED_EPISODES
+        from ..sim.mujoco_backend import BUNDLED_EPISODES
 
         path = BUNDLED_EPISODES
     episodes = load_episodes(path)
@@ -114,7 +117,7 @@ def open_policy(name: str, cfg: EvalConfig) -> Iterator[Policy]:
     elif name == "random":
         yield RandomPolicy(seed=cfg.seed)
     else:
-        from ..ros.sim_bridge import s2_policy_session  # rclpy only when S2 is evaluated
+        from .s2_session import s2_policy_session  # rclpy only when S2 is evaluated
 
         with s2_policy_session(cfg) as policy:
             yield policy
@@ -122,6 +125,7 @@ def open_policy(name: str, cfg: EvalConfig) -> Iterator[Policy]:
 
 def run_policy(cfg: EvalConfig, name: str, episodes: list[Episode], backend: SimBackend) -> dict:
     """Run (or resume) one policy over this shard's episodes; returns the merged summary."""
+    run = provenance.claim(cfg.policy_dir(name), provenance.identity(cfg, name))
     writer = ResultsWriter(cfg.policy_dir(name), cfg.rank)
     todo = [e for e in episodes if str(e.episode_id) not in writer.done]
     if len(todo) < len(episodes):
@@ -133,24 +137,30 @@ def run_policy(cfg: EvalConfig, name: str, episodes: list[Episode], backend: Sim
                 record = _run_one(cfg, name, episode, backend, policy)
                 writer.append(record)
                 bar.set_postfix(SR=f"{record['metrics']['success']:.0f}", NE=f"{record['metrics']['distance_to_goal']:.1f}")
-    return merge(cfg.policy_dir(name))
+    return {**merge(cfg.policy_dir(name)), "run": run}
 
 
 def _run_one(cfg: EvalConfig, name: str, episode: Episode, backend: SimBackend, policy: Policy) -> dict:
-    result = run_episode(backend, episode, policy, max_steps=cfg.max_steps, observer=getattr(policy, "observe", None))
+    result = run_episode(backend, episode, policy, max_steps=cfg.max_steps, observer=getattr(policy, "observe", None),
+                         config=LoopConfig(upstream_evaluator=cfg.upstream_loop))
     record = {"policy": name, "rank": cfg.rank, **result.to_json()}
     latencies = getattr(policy, "episode_latencies", None)
     if latencies is not None:
         record["s2_latency_s"] = [round(x, 5) for x in latencies]
     if cfg.record and name == "oracle":
-        from .recorder import record_episode
+        from ..sim.recorder import NotRecordable, record_episode
 
-        record["recording"] = str(record_episode(backend, episode, result, cfg.record, _episode_index(episode)))
+        try:
+            record["recording"] = str(record_episode(backend, episode, result, cfg.record, _episode_index(episode)))
+        except NotRecordable as exc:  # e.g. an episode that ran out of steps: its result is still kept
+            log.warning("episode %s not recorded: %s", episode.episode_id, exc)
+            record["recording"] = None
+            record["recording_skipped"] = str(exc)
     publish = getattr(getattr(policy, "bridge", None), "publish_result", None)
     if publish is not None:
         publish(record)
     if cfg.maps:
-        from .viz import plot_episode
+        from ..sim.viz import plot_episode
 
         png = cfg.policy_dir(name) / "maps" / f"episode_{episode.episode_id}.png"
         plot_episode(png, result, backend.navigation_grid(), episode, title=f"{name}: episode {episode.episode_id}")
@@ -181,9 +191,16 @@ def evaluate(cfg: EvalConfig) -> dict[str, dict]:
 
 
 def plot_results(out: pathlib.Path, summaries: dict[str, dict]) -> pathlib.Path:
-    from .viz import plot_summaries
+    from ..sim.viz import plot_summaries
 
-    return plot_summaries(out / "results.png", summaries)
+    notes = {name: note for name, s in summaries.items() if (note := provenance.random_weights_note(s.get("run")))}
+    return plot_summaries(out / "results.png", summaries, notes=notes)
+
+
+def merge_results(cfg: EvalConfig) -> dict[str, dict]:
+    """Summaries of every policy folder under ``cfg.out`` (all shards), with what produced each."""
+    return {p: {**merge(cfg.policy_dir(p)), "run": provenance.read_run(cfg.policy_dir(p))}
+            for p in cfg.policies if cfg.policy_dir(p).is_dir()}
 
 
 def env_shard() -> tuple[int, int]:
