@@ -235,6 +235,29 @@ def test_look_down_command_mode_uses_next_frame_unrecorded(context):
         assert len(node._engine.history) == recorded  # the look-down frame is not history
 
 
+def test_a_second_look_down_tilts_the_third_turns_camera_pose_twice(context):
+    """A '↓' answered on the look-down turn (upstream's evaluator tilts to 60 deg and asks a third turn,
+    InternNav habitat_vln_evaluator.py:823-828, 877-880, 731-739): the node publishes LOOK_DOWN again and
+    poses the next frame's camera with 2 x look_down_pitch."""
+    params = [Parameter("look_down_mode", value="command")]
+    with running(context, ["↓", "↓", "5,40"], params=params) as (node, probe):
+        probe.instruct("find the chair")
+        assert T.wait_for(lambda: node._instruction, 5)
+        poses = []
+        step = node._engine.step
+        node._engine.step = lambda frame, index=None: poses.append(frame.t_odom_optical) or step(frame, index)
+        for n in (1, 2):
+            send(probe, 1)
+            assert T.wait_for(lambda: len(probe.get("actions")) == n and node._look_down_wait, 5), n
+            assert list(probe.get("actions")[-1].data) == [5]
+        send(probe, 1)
+        assert T.wait_for(lambda: probe.get("pixel_goal"), 5)
+        pitch = node._p["look_down_pitch"]
+        forward_z = [float(pose[2, 2]) for pose in poses]  # odometry z of the optical axis: -sin(pitch)
+        assert forward_z == pytest.approx([0.0, -math.sin(pitch), -math.sin(2 * pitch)], abs=1e-6)
+        assert probe.get("raw_output")[-1].data == "↓\n↓\n5,40"
+
+
 def test_far_waypoint_is_withheld_and_reported(context):
     with running(context, ["20,30"], params=[Parameter("max_waypoint_distance", value=0.5)]) as (node, probe):
         probe.instruct("go far")
