@@ -32,6 +32,7 @@ setup(
             "sim_bridge = internvla_s2_node.ros.sim_bridge:main",
             "internvla-s2-bringup = internvla_s2_node.ros.bringup:main",
             "internvla-s2-infer = internvla_s2_node.cli.infer:main",
+            "internvla-s2-prepare-cache = internvla_s2_node.cli.prepare_cache:main",
             "internvla-s2-make-tiny = internvla_s2_node.core.tiny:main",
             "internvla-s2-eval = internvla_s2_node.evaluation.cli:main",
             "internvla-s2-train = internvla_s2_node.train.cli:main",

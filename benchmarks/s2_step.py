@@ -4,12 +4,19 @@ Both run in one process on the same random-weight model, the same frames and the
 step interleaved (so host load hits both alike), over an episode that grows as the node grows it: one
 frame appended per step, history = ``linspace`` over the frames before it (8 frames) + the current one.
 
-Models: Qwen3-VL 2B / 8B bodies built from their published config values (no download, random weights,
-bf16, sdpa). The tokenizer is the real Qwen vocabulary (``core.tiny``) and the processor has the released
-Qwen3-VL settings, so a 384x384 frame is 144 tokens and 9 frames + the S2 prompt are ~1.4k tokens.
+Models: Qwen3-VL 2B / 8B bodies and the Qwen2.5-VL-7B body (``q25-7B``, the released InternVLA-N1-S2's
+architecture: window attention in the vision tower, full attention in blocks 7/15/23/31, patch 14) built
+from their published config values (no download, random weights, bf16, sdpa). The tokenizer is the real
+Qwen vocabulary (``core.tiny``) and the processors have the released settings, so a 384x384 frame is 144
+tokens on Qwen3-VL (9 frames + the S2 prompt ~1.4k tokens) and 196 on Qwen2.5-VL (~1.9k).
 
-    python benchmarks/s2_step.py --sizes 8B,2B --steps 40 --new-tokens 10 --out benchmarks/results
+    python benchmarks/s2_step.py --sizes 8B,2B,q25-7B --steps 40 --new-tokens 10 --out benchmarks/results
     python benchmarks/s2_step.py --tiny --steps 12            # CPU smoke test with a tiny body
+    python benchmarks/s2_step.py --tiny --sizes tiny-q25 --steps 12
+
+``--startup`` measures a (re)start instead (``startup()``): engine creation to the first decision (the
+plain path answers while the fast path builds in a thread) and to the first fast decision; run it twice
+with one ``--cache-dir`` (``--cache-label cold``, then ``warm``) for a cold and a warm compile cache.
 
 Output: a table on stdout, ``s2_step_<card>_<date>.json`` and ``.md`` under ``--out``.
 """
@@ -54,7 +61,21 @@ SIZES = {
         vision=dict(depth=24, hidden_size=1024, intermediate_size=4096, num_heads=16, out_hidden_size=2048,
                     deepstack_visual_indexes=[5, 11, 17]),
     ),
-    # CPU smoke test only.
+    # Qwen2.5-VL-7B-Instruct (the released InternVLA-N1-S2's body): window attention in the vision
+    # tower, full attention in blocks 7/15/23/31, patch 14.
+    "q25-7B": dict(
+        text=dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+                  num_key_value_heads=4, tie_word_embeddings=False),
+        vision=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584,
+                    window_size=112, fullatt_block_indexes=[7, 15, 23, 31]),
+    ),
+    # CPU smoke tests only.
+    "tiny-q25": dict(
+        text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, tie_word_embeddings=True),
+        vision=dict(depth=4, hidden_size=32, intermediate_size=64, num_heads=2, out_hidden_size=64,
+                    window_size=112, fullatt_block_indexes=[1, 3]),
+    ),
     "tiny": dict(
         text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, head_dim=16, tie_word_embeddings=True),
@@ -62,7 +83,12 @@ SIZES = {
                     deepstack_visual_indexes=[0, 1]),
     ),
 }  # fmt: skip
-MROPE = {"8B": [24, 20, 20], "2B": [24, 20, 20], "tiny": [4, 2, 2]}
+MROPE = {"8B": [24, 20, 20], "2B": [24, 20, 20], "tiny": [4, 2, 2], "q25-7B": [16, 24, 24], "tiny-q25": [2, 3, 3]}
+QWEN25 = ("q25-7B", "tiny-q25")
+
+
+def arch(size: str) -> str:
+    return "qwen2_5_vl" if size in QWEN25 else "qwen3_vl"
 INSTRUCTION = (
     "Walk out of the bedroom, turn left and go down the hallway past the bathroom, "
     "then enter the kitchen and stop next to the round wooden table"
@@ -76,7 +102,45 @@ def sh(cmd: str) -> str:
         return f"ERR {exc}"
 
 
+def build_qwen25(size: str, device: torch.device, dtype: torch.dtype, attn: str, seed: int = 0):
+    """Qwen2.5-VL from the published Qwen2.5-VL-7B-Instruct config values (vocabulary 152064)."""
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    s = SIZES[size]
+    text = dict(s["text"])
+    tie = text.pop("tie_word_embeddings")
+    cfg = Qwen2_5_VLConfig(
+        text_config=dict(
+            vocab_size=152064, rms_norm_eps=1e-6, hidden_act="silu", max_position_embeddings=128000, use_sliding_window=False,
+            bos_token_id=151643, eos_token_id=151645, pad_token_id=151643,
+            rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": MROPE[size]}, **text,
+        ),
+        vision_config=dict(patch_size=14, spatial_merge_size=2, temporal_patch_size=2, in_chans=3, hidden_act="silu",
+                           tokens_per_second=2, **s["vision"]),
+        image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653,
+        tie_word_embeddings=tie,
+    )  # fmt: skip
+    return _instantiate(Qwen2_5_VLForConditionalGeneration, cfg, device, dtype, attn, seed)
+
+
+def _instantiate(cls, cfg, device, dtype, attn, seed):
+    cfg._attn_implementation = attn
+    torch.manual_seed(seed)
+    with torch.device(device):
+        try:
+            model = cls._from_config(cfg, dtype=dtype, attn_implementation=attn)
+        except TypeError:
+            model = cls._from_config(cfg, torch_dtype=dtype, attn_implementation=attn)
+    model.eval()
+    from transformers import GenerationConfig
+
+    model.generation_config = GenerationConfig(bos_token_id=151643, eos_token_id=[151645, 151643], pad_token_id=151643, do_sample=False)
+    return model
+
+
 def build_model(size: str, device: torch.device, dtype: torch.dtype, attn: str, seed: int = 0):
+    if size in QWEN25:
+        return build_qwen25(size, device, dtype, attn, seed)
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
     s = SIZES[size]
@@ -94,21 +158,12 @@ def build_model(size: str, device: torch.device, dtype: torch.dtype, attn: str, 
         image_token_id=151655, video_token_id=151656, vision_start_token_id=151652, vision_end_token_id=151653,
         tie_word_embeddings=tie,
     )  # fmt: skip
-    cfg._attn_implementation = attn
-    torch.manual_seed(seed)
-    with torch.device(device):
-        try:
-            model = Qwen3VLForConditionalGeneration._from_config(cfg, dtype=dtype, attn_implementation=attn)
-        except TypeError:
-            model = Qwen3VLForConditionalGeneration._from_config(cfg, torch_dtype=dtype, attn_implementation=attn)
-    model.eval()
-    from transformers import GenerationConfig
-
-    model.generation_config = GenerationConfig(bos_token_id=151643, eos_token_id=[151645, 151643], pad_token_id=151643, do_sample=False)
-    return model
+    return _instantiate(Qwen3VLForConditionalGeneration, cfg, device, dtype, attn, seed)
 
 
-def load_tokenizer(path: str | None):
+def load_tokenizer(path: str | None, arch_name: str = "qwen3_vl"):
+    if path and arch_name == "qwen2_5_vl" and (pathlib.Path(path).parent / "tokenizer-qwen2_5_vl").is_dir():
+        path = str(pathlib.Path(path).parent / "tokenizer-qwen2_5_vl")  # Qwen2.5's added tokens
     if path:
         from transformers import AutoTokenizer
 
@@ -121,7 +176,7 @@ def load_tokenizer(path: str | None):
             return PreTrainedTokenizerFast(tokenizer_file=str(pathlib.Path(path) / "tokenizer.json"), eos_token="<|im_end|>", pad_token="<|endoftext|>")
     from internvla_s2_node.core.tiny import make_tokenizer
 
-    return make_tokenizer("qwen3_vl")
+    return make_tokenizer(arch_name)
 
 
 def make_frames(n: int, side: int, seed: int = 0) -> list:
@@ -324,10 +379,10 @@ def gpu_profile(fast, processor, frame, sync) -> dict:
         out["image_processor_on_gpu_ms"] = repr(exc)[:200]
     from torch.profiler import ProfilerActivity, profile
 
-    for name, fn in (("decode_step", lambda: fast._decode_fn(fast._capacity)),
+    for name, fn in (("decode_step", lambda: (fast._decode_fn(fast._capacity), fast._clear_fused())),
                      ("prefill", lambda: fast._prefill_layers(*max(fast._prefill_graphs) if fast._prefill_graphs else (1472, 3)))):  # fmt: skip
         try:
-            with fast._decode_attention() if name == "decode_step" else torch.inference_mode():
+            with torch.inference_mode():
                 fn()
                 sync()
                 with profile(activities=[ProfilerActivity.CUDA]) as prof:
@@ -411,6 +466,71 @@ def step_diagnostics(fast, frames, num_history: int, sync) -> dict:
     return out
 
 
+def startup(size: str, args, device, dtype, sync, processor, env) -> dict:
+    """What a (re)start costs the robot, through the engine as the node drives it: from the engine's
+    creation (the node's configure; building the model is reported apart, as a checkpoint load would
+    be) to the first decision, and to the first decision the compiled fast path gives, while the node
+    steps continuously (each step starts when the last one ends); then the fast path's steady steps."""
+    from internvla_s2_node.core.config import EngineConfig
+    from internvla_s2_node.core.engine import S2Engine
+    from internvla_s2_node.core.types import Frame
+
+    t_build = time.perf_counter()
+    model = build_model(size, device, dtype, args.attn)
+    sync()
+    build_s = time.perf_counter() - t_build
+    kind = BackboneKind.QWEN2_5_VL if arch(size) == "qwen2_5_vl" else BackboneKind.QWEN3_VL
+    backbone = LoadedBackbone(kind, model, processor, device, dtype, args.attn, f"random:{size}")
+    frames = [np.asarray(f) for f in make_frames(48, args.side, seed=5)]
+    cfg = EngineConfig(model_path=f"random:{size}", device=str(device), max_new_tokens=args.new_tokens, num_history=args.num_history,
+                       resize_w=args.side, resize_h=args.side, seed=1, fast_path="on", fast_path_build="background",
+                       compile_cache_dir=args.cache_dir)  # fmt: skip
+    t0 = time.perf_counter()
+    engine = S2Engine(cfg, backbone=backbone)
+    engine_s = time.perf_counter() - t0
+    engine.reset(INSTRUCTION)
+    rows, fast_steps, t = [], 0, 0
+    while fast_steps < args.steps and time.perf_counter() - t0 < args.startup_limit_s:
+        rgb = frames[t % len(frames)]
+        index = engine.observe(rgb)
+        ts = time.perf_counter()
+        decision = engine.step(Frame(rgb), index)
+        sync()
+        te = time.perf_counter()
+        rows.append({"t": t, "at_s": te - t0, "step_ms": (te - ts) * 1e3, "path": decision.path, "raw_text": decision.raw_text})
+        fast_steps += decision.path == "fast"
+        t += 1
+    build = engine.fast_build
+    fast = engine.generator
+    plain_rows = [r for r in rows if r["path"] == "plain"]
+    fast_rows = [r for r in rows if r["path"] == "fast"]
+    steady = fast_rows[1:]  # the first fast step encodes the whole history (its frame cache starts empty)
+    res = {
+        "size": size, "params_B": sum(p.numel() for p in model.parameters()) / 1e9, "cache": args.cache_label,
+        "model_build_s": build_s, "engine_create_s": engine_s,
+        "first_decision_s": rows[0]["at_s"] if rows else None, "first_step_ms": rows[0]["step_ms"] if rows else None,
+        "fast_build_s": build.seconds if build is not None else None, "fast_build_state": build.state if build is not None else None,
+        "fast_build_error": build.error if build is not None else None,
+        "first_fast_decision_s": fast_rows[0]["at_s"] if fast_rows else None,
+        "first_fast_step_ms": fast_rows[0]["step_ms"] if fast_rows else None,
+        "plain_steps_while_building": len(plain_rows),
+        "plain_step_ms_p50_while_building": pct([r["step_ms"] for r in plain_rows], 0.5) if plain_rows else None,
+        "fast_steps": len(fast_rows),
+        "fast_step_ms_p50": pct([r["step_ms"] for r in steady], 0.5) if steady else None,
+        "fast_step_ms_p90": pct([r["step_ms"] for r in steady], 0.9) if steady else None,
+        "fast_stats": dict(getattr(fast, "stats", {}) or {}), "fast_failures": dict(getattr(fast, "failures", {}) or {}),
+        "compile_cache": engine.compile_cache, "steps": rows,
+    }  # fmt: skip
+    print(f"[{size} {args.cache_label}] build {build_s:.1f}s | first decision {res['first_decision_s']:.2f}s after engine start "
+          f"(step {res['first_step_ms']:.0f} ms) | fast path built in {res['fast_build_s'] or float('nan'):.1f}s, first fast decision at "
+          f"{res['first_fast_decision_s'] or float('nan'):.1f}s | {len(plain_rows)} plain steps while building (p50 "
+          f"{res['plain_step_ms_p50_while_building'] or float('nan'):.0f} ms) | fast p50 {res['fast_step_ms_p50'] or float('nan'):.1f} ms "
+          f"p90 {res['fast_step_ms_p90'] or float('nan'):.1f} ms over {len(steady)} steps | failures {res['fast_failures']} "
+          f"| build {res['fast_build_state']} {res['fast_build_error'] or ''}", flush=True)  # fmt: skip
+    engine.close()
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="8B,2B")
@@ -427,12 +547,18 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="also time the graphs alone and list the top kernels (CUDA)")
     ap.add_argument("--compare-vision-compile", action="store_true", help="also run a fast path with compiled vision blocks (log only)")
     ap.add_argument("--diagnose", action="store_true", help="also list sync points and the GPU timeline of one step (CUDA)")
+    ap.add_argument("--startup", action="store_true",
+                    help="measure a start instead: engine creation to the first decision and to the fast path (run it twice "
+                         "with one --cache-dir for a cold and a warm compile cache)")  # fmt: skip
+    ap.add_argument("--cache-dir", default="", help="compile cache directory (--startup default: the project's; else torch's default)")
+    ap.add_argument("--cache-label", default="", help="a label for the cache's state in --startup results (cold / warm)")
+    ap.add_argument("--startup-limit-s", type=float, default=400.0, help="--startup stops stepping after this long")
     args = ap.parse_args()
 
     cuda = torch.cuda.is_available() and not args.tiny
     device = torch.device("cuda" if cuda else "cpu")
     dtype = torch.bfloat16 if cuda else torch.float32
-    sizes = ["tiny"] if args.tiny else args.sizes.split(",")
+    sizes = ([s for s in args.sizes.split(",") if s.startswith("tiny")] or ["tiny"]) if args.tiny else args.sizes.split(",")
     sync = torch.cuda.synchronize if cuda else (lambda: None)
 
     import transformers
@@ -458,17 +584,24 @@ def main() -> None:
         "num_history": args.num_history,
     }
     print(json.dumps(env), flush=True)
-    tokenizer = load_tokenizer(args.tokenizer)
-    processor = make_processor("qwen3_vl", tokenizer=tokenizer)
+    processors = {a: make_processor(a, tokenizer=load_tokenizer(args.tokenizer, a)) for a in sorted({arch(s) for s in sizes})}
+    if args.startup:
+        return run_startup(sizes, args, device, dtype, sync, processors, env)
+    if args.cache_dir:  # the fast path's compiles from (and into) this compile cache
+        from internvla_s2_node.core import compile_cache
+
+        env["compile_cache"] = compile_cache.configure(compile_cache.cache_root(args.cache_dir))
     frames = make_frames(max(args.steps, args.warmup_steps) + 1, args.side)
     warm_frames = make_frames(args.warmup_steps + 1, args.side, seed=1)
     results = {"env": env, "sizes": {}}
     for size in sizes:
+        processor = processors[arch(size)]
         t_build = time.perf_counter()
         model = build_model(size, device, dtype, args.attn)
         n_params = sum(p.numel() for p in model.parameters())
         print(f"[{size}] built {n_params / 1e9:.2f}B params in {time.perf_counter() - t_build:.1f}s", flush=True)
-        backbone = LoadedBackbone(BackboneKind.QWEN3_VL, model, processor, device, dtype, args.attn, f"random:{size}")
+        kind = BackboneKind.QWEN2_5_VL if arch(size) == "qwen2_5_vl" else BackboneKind.QWEN3_VL
+        backbone = LoadedBackbone(kind, model, processor, device, dtype, args.attn, f"random:{size}")
         fast = FastGenerator(backbone, args.new_tokens)
         gens = {"plain": PlainTimed(backbone, args.new_tokens), "fast": fast}
         if args.compare_vision_compile:
@@ -529,6 +662,23 @@ def main() -> None:
         (out / f"{stem}.json").write_text(json.dumps(results, indent=1, default=float))
         (out / f"{stem}.md").write_text(md)
         print("wrote", out / f"{stem}.json")
+
+
+def run_startup(sizes, args, device, dtype, sync, processors, env) -> None:
+    import gc
+
+    for size in sizes:
+        res = {"env": env, "startup": startup(size, args, device, dtype, sync, processors[arch(size)], env)}
+        if args.out:
+            out = pathlib.Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            card = "".join(c if c.isalnum() else "-" for c in env["card"]).strip("-").lower() or "cpu"
+            path = out / f"startup_{size}_{args.cache_label or 'run'}_{card}_{args.date}.json"
+            path.write_text(json.dumps(res, indent=1, default=float))
+            print("wrote", path, flush=True)
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
 
 
 def markdown(results) -> str:

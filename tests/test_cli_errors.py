@@ -122,3 +122,18 @@ def test_train_help_shows_defaults_and_no_rst(capsys):
 def test_make_tiny_unknown_arch(tmp_path, capsys):
     assert tiny.main(["--arch", "qwen4", str(tmp_path / "t")]) == 2
     assert "invalid choice: 'qwen4'" in one_error_line(capsys, "internvla-s2-make-tiny")
+
+
+@pytest.mark.parametrize("prog", ["internvla-s2-infer", "internvla-s2-eval", "internvla-s2-train", "internvla-s2-make-tiny"])
+def test_help_is_plain_text_with_debug(prog, capsys):
+    from internvla_s2_node.evaluation import cli as eval_cli
+
+    main = {"internvla-s2-infer": infer.main, "internvla-s2-eval": eval_cli.main, "internvla-s2-train": train_cli.main,
+            "internvla-s2-make-tiny": tiny.main}[prog]
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert done.value.code == 0 and out.startswith(f"usage: {prog}")
+    assert "``" not in out and "--debug" in out
+    if prog == "internvla-s2-infer":
+        assert "auto (CUDA when available, else CPU), cpu, cuda or cuda:N" in " ".join(out.split())

@@ -132,6 +132,7 @@ def test_signal_while_waiting_for_the_node_ends_cleanly(tmp_path, sig, code, wor
                           if "internvla_s2_node.ros.s2_node" in " ".join(c.cmdline())), None)
             time.sleep(0.1)
         assert child is not None, "no s2_node child process"
+        time.sleep(0.5)  # past Popen's return in the parent: the session now owns the child
         proc.send_signal(sig)
         _, err = proc.communicate(timeout=60)
     finally:

@@ -142,17 +142,24 @@ def test_graph_plumbing_with_stand_in_graphs(backbone, arch):
 
 @pytest.mark.parametrize(
     "options",
-    [dict(compile_decode=True, fuse_qkv=True), dict(vision_graphs=True, compile_vision=True)],
-    ids=["decode_step", "vision_blocks"],
+    [dict(compile_decode=True, fuse_qkv=True), dict(compile_decode=True, fuse_qkv=True, compile_scope="model"),
+     dict(vision_graphs=True, compile_vision=True)],
+    ids=["decode_step", "decode_step_whole", "vision_blocks"],
 )
 def test_compiled_parts(backbone, options):
-    """The decode step, or each vision block before its (stand-in) graph, through torch.compile as on
-    CUDA, here with the CPU backend."""
+    """The decode step (one decoder layer compiled for all layers, or the whole step), or each vision
+    block before its (stand-in) graph, through torch.compile as on CUDA, here with the CPU backend."""
+    from torch._dynamo.utils import counters
+
     b = backbone("qwen3_vl")
     plain = PlainGenerator(b, NEW_TOKENS)
+    torch._dynamo.reset()
+    counters.clear()
     fast = FastGenerator(b, NEW_TOKENS, cuda_graphs="fake", **options)
     _compare(plain, fast, _episode(4, seed=23))
     assert fast.failures == {}
+    if options.get("compile_decode"):  # one graph, also per layer: the second layer reuses the first's compile
+        assert len(b.model.model.language_model.layers) > 1 and counters["stats"]["unique_graphs"] == 1
     if options.get("compile_vision"):
         n_blocks = len(b.model.model.visual.blocks)
         assert fast.stats["vision_graphs_captured"] in (n_blocks, 2 * n_blocks)  # per frame shape (384x384, look-down)

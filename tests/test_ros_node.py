@@ -235,6 +235,29 @@ def test_look_down_command_mode_uses_next_frame_unrecorded(context):
         assert len(node._engine.history) == recorded  # the look-down frame is not history
 
 
+def test_a_second_look_down_tilts_the_third_turns_camera_pose_twice(context):
+    """A '↓' answered on the look-down turn (upstream's evaluator tilts to 60 deg and asks a third turn,
+    InternNav habitat_vln_evaluator.py:823-828, 877-880, 731-739): the node publishes LOOK_DOWN again and
+    poses the next frame's camera with 2 x look_down_pitch."""
+    params = [Parameter("look_down_mode", value="command")]
+    with running(context, ["↓", "↓", "5,40"], params=params) as (node, probe):
+        probe.instruct("find the chair")
+        assert T.wait_for(lambda: node._instruction, 5)
+        poses = []
+        step = node._engine.step
+        node._engine.step = lambda frame, index=None: poses.append(frame.t_odom_optical) or step(frame, index)
+        for n in (1, 2):
+            send(probe, 1)
+            assert T.wait_for(lambda: len(probe.get("actions")) == n and node._look_down_wait, 5), n
+            assert list(probe.get("actions")[-1].data) == [5]
+        send(probe, 1)
+        assert T.wait_for(lambda: probe.get("pixel_goal"), 5)
+        pitch = node._p["look_down_pitch"]
+        forward_z = [float(pose[2, 2]) for pose in poses]  # odometry z of the optical axis: -sin(pitch)
+        assert forward_z == pytest.approx([0.0, -math.sin(pitch), -math.sin(2 * pitch)], abs=1e-6)
+        assert probe.get("raw_output")[-1].data == "↓\n↓\n5,40"
+
+
 def test_far_waypoint_is_withheld_and_reported(context):
     with running(context, ["20,30"], params=[Parameter("max_waypoint_distance", value=0.5)]) as (node, probe):
         probe.instruct("go far")
@@ -310,3 +333,53 @@ def test_look_down_requery_mode_answers_on_the_same_frame(context):
         assert close_to_any(stamp_of(goal), stamps)
         assert (goal.point.x, goal.point.y) == (5.0, 40.0) and probe.get("actions") == []
         assert probe.get("raw_output")[0].data == "↓\n5,40"
+
+
+def test_decision_and_diagnostics_say_which_path_answered(context):
+    """Issue 14 item 1 in the node: while the fast path builds in the background the plain path answers
+    (``path: plain`` on ~/decision and /diagnostics); once the build is done, the fast one does. Scripted
+    generators stand in for both paths (the real switch is tested in tests/test_warm_start.py)."""
+    import threading
+
+    from internvla_s2_node.core.warm_start import BackgroundBuild
+
+    class Plain(T.ScriptedGenerator):
+        path = "plain"
+
+    class Fast(T.ScriptedGenerator):
+        path = "fast"
+
+    gate = threading.Event()
+
+    def factory(cfg):
+        engine = T.scripted_engine_factory(["↑"])(cfg)
+        engine.generator = Plain(["↑"])
+        engine.fast_build = BackgroundBuild(lambda check: Fast(["←"]) if gate.wait(30) else None).start()
+        return engine
+
+    node = S2Node(engine_factory=factory, context=context, parameter_overrides=SMALL)
+    probe = T.Probe(context=context)
+    try:
+        with spinning([node, probe], context=context):
+            assert T.wait_for(lambda: node._active and probe.matched(), 15)
+            probe.instruct("walk to the sofa")
+            assert T.wait_for(lambda: node._instruction, 5)
+            send(probe, 3, period=0.06)
+            assert T.wait_for(lambda: len(probe.get("decision")) >= 2, 5)
+            diag = probe.wait_diagnostics(lambda d: int(d["inferences"]) >= 2)
+            assert (diag["path"], diag["generator"], diag["fast_path_build"]) == ("plain", "Plain", "building")
+            gate.set()
+            assert T.wait_for(lambda: node._engine.fast_build.done(), 5)
+            settle(node)
+            before = len(probe.get("decision"))
+            send(probe, 3, period=0.06)
+            assert T.wait_for(lambda: len(probe.get("decision")) >= before + 2, 5)
+            decisions = [json.loads(m.data) for m in probe.get("decision")]
+            assert {d["path"] for d in decisions[:before]} == {"plain"} and decisions[-1]["path"] == "fast"
+            assert [d["actions"] for d in decisions if d["path"] == "fast"][0] == [2]  # the fast generator's answer
+            diag = probe.wait_diagnostics(lambda d: d["path"] == "fast")
+            assert diag["generator"] == "Fast" and diag["fast_path_build"] == "ready" and float(diag["fast_path_build_s"]) >= 0
+    finally:
+        node.release()
+        node.destroy_node()
+        probe.destroy_node()

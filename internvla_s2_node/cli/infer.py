@@ -86,7 +86,8 @@ def main(argv=None) -> int:
     from ..core.config import EngineConfig
     from ..core.engine import S2Engine
 
-    engine = S2Engine(EngineConfig(model_path=args.model, device=args.device, max_new_tokens=args.max_new_tokens))
+    # inline: a one-shot run compiles in its first step rather than racing a background build to the exit
+    engine = S2Engine(EngineConfig(model_path=args.model, device=args.device, max_new_tokens=args.max_new_tokens, fast_path_build="inline"))
     engine.reset(args.instruction)
     for i, (path, frame) in enumerate(zip(args.images, frames)):
         decision = engine.step(frame)

@@ -11,6 +11,7 @@ ATTN_IMPLEMENTATIONS = ("auto", "flash_attention_2", "sdpa", "eager")
 LOOK_DOWN_MODES = ("requery", "command")
 CONJUNCTION_MODES = ("random", "first")
 FAST_PATH_MODES = ("auto", "on", "off")
+FAST_PATH_BUILDS = ("auto", "background", "inline")  # auto: background where the fast path compiles (CUDA)
 PROMPT_PUNCTUATIONS = ("one_period", "habitat_evaluator")  # core.prompt.PUNCTUATION_MODES
 LOOK_DOWN_IN_LIST = ("skip", "execute")  # core.parsing.LOOK_DOWN_IN_LIST
 
@@ -38,6 +39,8 @@ class EngineConfig:
     max_look_downs: int = 2  # look-down turns in a row (command mode): 2 x 30 deg, as upstream after a second ↓
     max_instruction_chars: int = 2000
     fast_path: str = "auto"
+    fast_path_build: str = "auto"  # background: the plain path answers while the fast path compiles
+    compile_cache_dir: str = ""  # '' = <INTERNVLA_S2_CACHE or ~/.cache/internvla_s2>/compile; 'off' = torch's default
 
     def __post_init__(self) -> None:
         problems = list(self._problems())
@@ -57,6 +60,7 @@ class EngineConfig:
             ("prompt_punctuation", PROMPT_PUNCTUATIONS),
             ("look_down_in_list", LOOK_DOWN_IN_LIST),
             ("fast_path", FAST_PATH_MODES),
+            ("fast_path_build", FAST_PATH_BUILDS),
         ):
             if getattr(self, name) not in allowed:
                 yield f"{name} must be one of {allowed}, got {getattr(self, name)!r}"

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from . import prompt
+from . import compile_cache, prompt
 from .config import EngineConfig
 from .generation import Generator, PlainGenerator
 from .geometry import project_pixel_goal
@@ -19,8 +19,11 @@ from .history import HistoryBuffer
 from .images import as_rgb, resize_rgb
 from .parsing import OutputKind, ParsedOutput, parse_output
 from .types import Decision, DecisionKind, Frame
+from .warm_start import BackgroundBuild
 
 log = logging.getLogger(__name__)
+
+WARMUP_INSTRUCTION = "Walk past the sofa, go through the door on the left and stop next to the kitchen table"
 
 
 @dataclasses.dataclass
@@ -45,6 +48,8 @@ class S2Engine:
 
             backbone = load_backbone(resolve_model_path(cfg.model_path), cfg.device, cfg.dtype, cfg.attn_implementation)
         self.backbone = backbone
+        self.fast_build: BackgroundBuild | None = None  # the fast path building while the plain one serves
+        self.compile_cache: dict[str, str] = {}
         self.generator: Generator = self._make_generator()
         self.history: HistoryBuffer[Image.Image] = HistoryBuffer(cfg.history_capacity)
         self._conjunctions = prompt.ConjunctionPicker(cfg.seed, cfg.conjunction_mode)
@@ -63,10 +68,75 @@ class S2Engine:
             if make_fast_generator is not None:
                 fast = make_fast_generator(self.backbone, self.cfg.max_new_tokens, required=self.cfg.fast_path == "on")
                 if fast is not None:
-                    return fast
+                    return self._serve_fast(fast)
             elif self.cfg.fast_path == "on":
                 raise RuntimeError("fast_path 'on' but no fast generator is available in this build")
         return PlainGenerator(self.backbone, self.cfg.max_new_tokens)
+
+    def _serve_fast(self, fast) -> Generator:
+        """``fast`` itself (``fast_path_build: inline``: it compiles in its first steps), or the plain path
+        while ``fast`` is built on warm-up requests in a thread (``background``); the compile cache is set
+        up for it either way."""
+        mode = self.cfg.fast_path_build
+        if mode == "auto":
+            mode = "background" if fast.builds else "inline"
+        root = compile_cache.cache_root(self.cfg.compile_cache_dir) if fast.builds else None
+        self.compile_cache = compile_cache.configure(root)
+        artifacts = compile_cache.artifact_path(root, compile_cache.artifact_key(self.backbone)) if root else None
+        if mode == "inline":
+            compile_cache.load_artifacts(artifacts)
+            return fast
+
+        def build(check):
+            compile_cache.load_artifacts(artifacts)
+            fast.warm_up(self.warmup_requests(), check)
+            compile_cache.save_artifacts(artifacts)
+            return fast
+
+        self.fast_build = BackgroundBuild(build).start()
+        log.info("fast path: building in the background; the plain path answers until it is ready")
+        return PlainGenerator(self.backbone, self.cfg.max_new_tokens)
+
+    def warmup_requests(self) -> list[tuple[list[dict[str, Any]], list[Image.Image], list[Any]]]:
+        """What the fast path is built on: one request per history length (0..num_history frames) with
+        frames of the configured size, each adding one new frame as a steady step does."""
+        w, h, n = self.cfg.resize_w, self.cfg.resize_h, self.cfg.num_history
+        rng = np.random.default_rng(0)
+        frames = [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for _ in range(n + 1)]
+        requests = []
+        for k in range(n + 1):
+            images = frames[:k] + [frames[k]]
+            text = prompt.build_user_text(WARMUP_INSTRUCTION, k, prompt.CONJUNCTIONS[0], self.cfg.prompt_punctuation)
+            requests.append(([prompt.user_message(text, images)], images, [("warm-up", i) for i in range(k + 1)]))
+        return requests
+
+    def _take_built(self) -> None:
+        """Between steps: switch to the fast path once its background build is done."""
+        build = self.fast_build
+        if build is None or not build.done():
+            return
+        fast = build.take()
+        if fast is not None:
+            fast.reset()
+            self.generator = fast
+            log.info("fast path: ready %.1f s after it started building; it answers from this step on", build.seconds or 0.0)
+
+    @property
+    def path(self) -> str:
+        """Which path answers the next step: 'fast' or 'plain'."""
+        return getattr(self.generator, "path", None) or type(self.generator).__name__
+
+    @property
+    def serving(self) -> dict[str, Any]:
+        """The path that answers now and the state of the fast path's build (for diagnostics)."""
+        build = self.fast_build
+        out: dict[str, Any] = {"generator": type(self.generator).__name__, "path": self.path}
+        if build is None:
+            out["fast_path_build"] = "inline" if self.path == "fast" else "off"
+        else:
+            out["fast_path_build"] = build.state if not build.error or build.state == "cancelled" else f"failed: {build.error}"
+            out["fast_path_build_s"] = build.seconds if build.done() else time.perf_counter() - (build.started or 0.0)
+        return out
 
     @property
     def info(self) -> dict[str, str]:
@@ -118,6 +188,8 @@ class S2Engine:
         """Decide on ``frame``. Bad frames raise ``images.InvalidFrame``; model trouble gives kind NONE."""
         with self._step_lock:
             start = time.perf_counter()
+            self._take_built()
+            path = self.path
             rgb = as_rgb(frame.rgb)
             with self._state_lock:
                 instruction, epoch, pending = self._instruction, self._epoch, self._pending
@@ -131,6 +203,7 @@ class S2Engine:
             if self._epoch != epoch:
                 decision = Decision(DecisionKind.NONE, raw_text=decision.raw_text, reason="episode was reset during the step")
             decision.stamp = frame.stamp
+            decision.path = path
             decision.timing["step"] = time.perf_counter() - start
             return decision
 
@@ -214,7 +287,10 @@ class S2Engine:
         return Decision(DecisionKind.WAYPOINT, pixel=parsed.pixel, waypoint=result.waypoint, **common)
 
     def close(self) -> None:
-        """Free the model (and the CUDA cache). The engine is unusable afterwards."""
+        """Free the model (and the CUDA cache). The engine is unusable afterwards. A fast-path build in
+        progress stops at its next warm-up request and drops its result."""
+        if self.fast_build is not None:
+            self.fast_build.cancel()
         self.generator = None  # type: ignore[assignment]
         self.backbone = None
         from .backbone import free_accelerator_memory

@@ -34,6 +34,8 @@ def message_images(messages: list[dict[str, Any]]) -> list[Any]:
 class PlainGenerator:
     """Processor plus ``model.generate`` on all images every call (upstream's way; the reference)."""
 
+    path = "plain"  # the name decisions report (``Decision.path``)
+
     def __init__(self, backbone, max_new_tokens: int) -> None:
         self.backbone = backbone
         self.max_new_tokens = max_new_tokens

@@ -46,6 +46,7 @@ class Decision:
     reason: str = ""
     stamp: float | None = None
     looked_down: bool = False  # the answer came from a look-down turn
+    path: str = ""  # which generation path answered: 'fast' or 'plain' (engine.S2Engine.path)
     timing: dict[str, float] = dataclasses.field(default_factory=dict)  # seconds
 
     def to_json(self) -> dict:
@@ -59,6 +60,7 @@ class Decision:
             "reason": self.reason,
             "stamp": self.stamp,
             "looked_down": self.looked_down,
+            "path": self.path,
             "timing_ms": {k: round(v * 1e3, 3) for k, v in self.timing.items()},
         }
         if self.waypoint is not None:

@@ -143,6 +143,7 @@ def decision_json(decision: Decision, o: Outputs, image_header: Header, episode:
         "reason": decision.reason,
         "raw_text": decision.raw_text,
         "looked_down": decision.looked_down,
+        "path": decision.path,  # generation path that answered: fast | plain (while the fast path builds)
         "step_s": decision.timing.get("step"),
         **{k: (waits or {}).get(k) for k in ("intake_s", "queue_s")},
         "post_s": time.monotonic() - waits["step_done"] if waits and "step_done" in waits else None,

@@ -28,6 +28,7 @@ from ..core.config import (
     CONJUNCTION_MODES,
     DEVICE_RE,
     DTYPES,
+    FAST_PATH_BUILDS,
     FAST_PATH_MODES,
     LOOK_DOWN_IN_LIST,
     LOOK_DOWN_MODES,
@@ -91,6 +92,12 @@ ENGINE_SPECS: tuple[Spec, ...] = (
     _s("dtype", "auto", "weights dtype", choices=DTYPES, lifecycle=True),
     _s("attn_implementation", "auto", "attention kernel", choices=ATTN_IMPLEMENTATIONS, lifecycle=True),
     _s("fast_path", "auto", "cached generation path (auto: use it when available)", choices=FAST_PATH_MODES, lifecycle=True),
+    _s("fast_path_build", "auto", "background: the plain path answers from the first frame while the fast path compiles in a "
+       "thread, then takes over between steps; inline: the fast path compiles in its first steps; auto: background on CUDA",
+       choices=FAST_PATH_BUILDS, lifecycle=True),
+    _s("compile_cache_dir", "", "torch compile cache directory ('' = $INTERNVLA_S2_CACHE/compile, default "
+       "~/.cache/internvla_s2/compile; 'off' = torch's default); prepare it with python -m internvla_s2_node.cli.prepare_cache",
+       lifecycle=True),
     _s("num_history", 8, "history frames shown to the model per step", low=0, high=64, lifecycle=True),
     _s("history_capacity", 512, "episode frames kept in memory (older ones thinned)", low=2, high=100000, lifecycle=True),
     _s("resize_w", 384, "model input width (px)", low=28, high=4096, lifecycle=True),

@@ -80,12 +80,19 @@ class DecisionMixin:
         odom_entry = self._odom.nearest(item.stamp, tol, wait_s=tol)
         if odom_entry is not None:
             t_odom_base, odom_frame = odom_entry[1]
-            pose = t_odom_base @ self._extrinsic(item.look_down)
+            pose = t_odom_base @ self._extrinsic(self._look_downs(item))
         return Frame(item.rgb, depth, k, pose, item.stamp), odom_frame
 
-    def _extrinsic(self, look_down: bool) -> np.ndarray:
+    def _look_downs(self, item: PendingFrame) -> int:
+        """Look-down tilts of ``item``'s camera: 2 once the model asked for a second look-down (command mode)."""
+        if not item.look_down:
+            return 0
+        engine = self._engine
+        return max(1, engine.pending_look_downs) if engine is not None else 1
+
+    def _extrinsic(self, look_downs: int) -> np.ndarray:
         p = self._p
-        pitch = p["camera_extrinsic.pitch"] + (p["look_down_pitch"] if look_down else 0.0)
+        pitch = p["camera_extrinsic.pitch"] + p["look_down_pitch"] * look_downs
         return camera_extrinsic(p["camera_extrinsic.x"], p["camera_extrinsic.y"], p["camera_extrinsic.z"],
                                 p["camera_extrinsic.roll"], pitch, p["camera_extrinsic.yaw"])
 

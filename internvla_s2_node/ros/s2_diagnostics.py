@@ -58,6 +58,9 @@ class DiagnosticsMixin:
             "last_no_decision": self._last_none,
         }
         values.update({k: v for k, v in c.items() if k.startswith(("rejected_", "decisions_"))})
+        serving = getattr(engine, "serving", None) if engine is not None else None
+        if isinstance(serving, dict):  # live: the plain path serves while the fast path builds
+            values.update(serving)
         return values
 
     def _level(self) -> tuple[bytes, str]:

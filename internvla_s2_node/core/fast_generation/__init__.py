@@ -19,7 +19,7 @@ What the plain way (processor + ``model.generate``) redoes at every step, and wh
   prompt and computed while the tower runs), as ``Qwen*VLModel.forward`` does, but written so that
   nothing waits on the device (inputs uploaded from pinned memory): the prompt is padded
   at its end to a bucket of 64 tokens (causal attention: real tokens never see the padding), its K/V go
-  into a preallocated static cache, and on CUDA the whole prefill is compiled once (dynamic length)
+  into a preallocated static cache, and on CUDA the prefill is compiled once (dynamic length)
   and replayed from one CUDA graph per bucket.
 * **Decoding.** One fixed-shape step (embedding, decoder layers over the static cache with a mask,
   norm, lm_head, greedy argmax, the repetition penalty when the generation config asks for one) whose
@@ -34,6 +34,14 @@ In float32 the tokens agree exactly in the tests (CPU, and CUDA with graphs and 
 near-ties of random-weight models flip now and then (``benchmarks/README.md`` reports the rate).
 Anything that fails to compile or capture falls back to running eagerly, with one logged reason
 (``FastGenerator.failures``).
+
+Compiling: by default (``compile_scope="layer"``) one decoder layer is compiled and that code serves
+every layer (weights are inputs; each layer has its own cache object and ``layer_idx`` 0 in the fast
+path's own copies of the layers), once for prefill and once for decode; embedding, norm and head run
+eagerly inside the same CUDA graph, so the Python around the layers costs nothing at replay, and the
+cold compile costs one layer's instead of all of them. ``"model"`` compiles each whole step.
+The model's own modules are never changed, so the fast path can be built in a thread while the plain
+path serves (``core.warm_start``); compiled artifacts persist across starts (``core.compile_cache``).
 
 Files (one job each):
 

@@ -3,14 +3,14 @@ compiled and captured in a CUDA graph on CUDA."""
 
 from __future__ import annotations
 
-import contextlib
+import copy
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from .graphs import _capture
-from .kv import _StaticKV
+from .kv import _layer_call, _LayerKV
 
 DECODE_ATTENTION = "s2_decode"
 
@@ -47,28 +47,50 @@ def _register_decode_attention() -> None:
         _registered = True
 
 
+def _shallow_copy(module: torch.nn.Module) -> torch.nn.Module:
+    """A copy sharing parameters, buffers and children, with its own table of children."""
+    clone = copy.copy(module)
+    clone._modules = dict(module._modules)
+    return clone
+
+
+def _layer_copies(layers, fused=(), attn: str | None = None) -> list[torch.nn.Module]:
+    """The fast path's own copies of the decoder layers: same weights, every attention's ``layer_idx``
+    0 (each layer gets its own cache object, so one compiled layer serves all), and for decoding the
+    attention set to ``attn`` (through a copy of its config) and the fused projections in place. The
+    model's layers are never changed, so the plain path may run in another thread while the fast path
+    is compiled or captured (``core.warm_start``)."""
+    by_parent = {id(f.parent): f for f in fused}
+    configs: dict[int, object] = {}
+    stack = []
+    for layer in layers:
+        clone = _shallow_copy(layer)
+        for name in ("self_attn", "mlp"):
+            child = layer._modules.get(name)
+            if child is None:
+                continue
+            child_copy = _shallow_copy(child)
+            if id(child) in by_parent:
+                by_parent[id(child)].install(child_copy)
+            if name == "self_attn" and hasattr(child, "layer_idx"):
+                child_copy.layer_idx = 0
+            config = getattr(child, "config", None) if name == "self_attn" and attn is not None else None
+            if config is not None:
+                if id(config) not in configs:
+                    configs[id(config)] = copy.copy(config)
+                    configs[id(config)]._attn_implementation = attn
+                child_copy.config = configs[id(config)]
+            clone._modules[name] = child_copy
+        stack.append(clone)
+    return stack
+
+
 class DecodeMixin:
     """``FastGenerator``'s decode step (state: ``_decode_graph``, ``_decode_fn``, ``_fused``)."""
 
-    @contextlib.contextmanager
-    def _decode_attention(self):
-        """The layers set up for the one-token step: attention switched to the decode kernel, fused
-        q/k/v projections swapped in. (Only Python that runs when the step is traced or captured.)"""
-        saved = [c._attn_implementation for c in self._attn_configs]
-        try:
-            for c in self._attn_configs:
-                c._attn_implementation = self.decode_attn
-            for f in self._fused:
-                f.swap_in()
-            yield
-        finally:
-            for f in self._fused:
-                f.swap_out()
-            for c, a in zip(self._attn_configs, saved):
-                c._attn_implementation = a
-
-    def _decode_layers(self, span: int) -> None:
-        """One token from the state on the device; compiled and graph-captured on CUDA."""
+    def _decode_layers(self, span: int, layer_fn=_layer_call) -> None:
+        """One token from the state on the device; compiled (whole, or ``layer_fn`` per layer) and
+        graph-captured on CUDA."""
         lm = self.lm
         h = lm.embed_tokens(self._tok)
         text_pos = self._pos.view(1, 1)
@@ -78,18 +100,21 @@ class DecodeMixin:
             mask = visible.view(1, 1, 1, span)
         else:
             mask = torch.where(visible, 0.0, torch.finfo(h.dtype).min).to(h.dtype).view(1, 1, 1, span)
-        kv = _StaticKV(self._keys, self._values, self._pos, span)
-        for layer in lm.layers:
-            h = layer(h, attention_mask=mask, position_ids=text_pos, past_key_values=kv, use_cache=True, position_embeddings=position_embeddings)
-            if isinstance(h, tuple):
-                h = h[0]
+        for layer, k, v in zip(self._decode_stack, self._keys, self._values):
+            h = layer_fn(layer, h, mask, text_pos, _LayerKV(k, v, self._pos, span), position_embeddings)
         h = lm.norm(h)
         self._next_token(h[:, -1, :])
         self._pos.add_(1)
 
     def _decode_eager(self) -> None:
-        with self._decode_attention():
+        try:
             self._decode_layers(self._capacity)
+        finally:
+            self._clear_fused()
+
+    def _clear_fused(self) -> None:
+        for f in self._fused:
+            f.clear()
 
     def _decode_runner(self) -> Callable[[], Any]:
         if not self.graphs or "decode" in self.failures:
@@ -100,8 +125,10 @@ class DecodeMixin:
             snapshot = [t.clone() for t in state]
 
             def once():
-                with self._decode_attention():
+                try:
                     self._decode_fn(span)
+                finally:
+                    self._clear_fused()
 
             def restore():
                 for t, s in zip(state, snapshot):

@@ -23,8 +23,9 @@ class _Call(torch.nn.Module):
 class _FusedProjections:
     """One GEMV for several projections of the same input during decoding (q/k/v of an attention,
     gate/up of an MLP: small GEMVs are launch-bound). The modules' weights become row views into one
-    fused weight, so this costs no memory and the plain path reads the same values. Stand-ins replace
-    the modules while decoding: whichever is called first with an input computes all outputs for that
+    fused weight, so this costs no memory and the plain path reads the same values. Stand-ins take the
+    modules' places in the decode step's own copies of the layers (``decode._layer_copies``; the model's
+    layers are never touched): whichever is called first with an input computes all outputs for that
     input, the others take theirs (any call order)."""
 
     QKV = ("q_proj", "k_proj", "v_proj")
@@ -58,13 +59,13 @@ class _FusedProjections:
             self._input = x
         return self._outputs[i]
 
-    def swap_in(self) -> None:
+    def install(self, copy_of_parent: torch.nn.Module) -> None:
+        """The stand-ins in place of the projections in a (shallow) copy of ``parent``."""
         for name, proxy in zip(self.names, self.proxies):
-            self.parent._modules[name] = proxy
+            copy_of_parent._modules[name] = proxy
 
-    def swap_out(self) -> None:
-        for name, module in zip(self.names, self.originals):
-            self.parent._modules[name] = module
+    def clear(self) -> None:
+        """Forget the last input and outputs (after each eager or traced decode step)."""
         self._input, self._outputs = None, ()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import functools
 import gc
 import inspect
 import logging
@@ -14,11 +15,11 @@ from typing import Any
 import torch
 
 from ..generation import Generated
-from .decode import DECODE_ATTENTION, DecodeMixin, _register_decode_attention
+from .decode import DECODE_ATTENTION, DecodeMixin, _layer_copies, _register_decode_attention
 from .frames import FramesMixin, _FrameEntry
 from .fused import _FusedProjections, _fuse_layers
 from .graphs import _PoolHolder
-from .kv import StaticBuffersMixin
+from .kv import StaticBuffersMixin, _layer_call
 from .prefill import PrefillMixin
 from .prompt_inputs import PromptInputsMixin
 from .settings import DEFAULT_CACHE_FRAMES, SUPPORTED_ATTENTION, FastPathUnavailable, _attn_implementation, _greedy_settings
@@ -31,6 +32,8 @@ log = logging.getLogger(__name__)
 class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMixin, PrefillMixin, DecodeMixin, TokensMixin):
     """Greedy generation with per-frame caches, a static KV cache and, on CUDA, graph-replayed
     prefill, decode and vision blocks. Same interface as ``generation.PlainGenerator``."""
+
+    path = "fast"  # the name decisions report (``Decision.path``)
 
     def __init__(
         self,
@@ -45,6 +48,7 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
         fuse_qkv: bool | None = None,
         device_preprocess: bool | None = None,
         compile_vision: bool | None = None,
+        compile_scope: str = "layer",
     ) -> None:
         self.backbone = backbone
         self.max_new_tokens = int(max_new_tokens)
@@ -117,10 +121,23 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
                 options = {"emulate_precision_casts": True} if hasattr(inductor_config, "emulate_precision_casts") else None
             except ImportError:
                 options = None
-            if self.compile_decode:
-                self._decode_fn = torch.compile(self._decode_layers, dynamic=False, options=options)
-            if self.compile_prefill:  # one compile for all prompt lengths (captured per bucket)
-                self._prefill_fn = torch.compile(self._prefill_layers, dynamic=True, options=options)
+            # "layer": one decoder layer compiled once and reused by all (with inline_inbuilt_nn_modules
+            # the weights are inputs), the rest of the step eager; the CUDA graph captures it all, so the
+            # Python loop costs nothing at replay and the cold compile is one layer's instead of N.
+            # "model": the whole step traced and compiled (slower to compile, fuses across layers).
+            if compile_scope not in ("layer", "model"):
+                raise ValueError(f"compile_scope must be 'layer' or 'model', got {compile_scope!r}")
+            if compile_scope == "layer":
+                if self.compile_decode:
+                    self._decode_fn = functools.partial(self._decode_layers, layer_fn=torch.compile(_decode_layer, dynamic=False, options=options))
+                if self.compile_prefill:
+                    self._prefill_fn = functools.partial(self._prefill_layers, layer_fn=torch.compile(_prefill_layer, dynamic=True, options=options))
+            else:
+                if self.compile_decode:
+                    self._decode_fn = torch.compile(self._decode_layers, dynamic=False, options=options)
+                if self.compile_prefill:  # one compile for all prompt lengths (captured per bucket)
+                    self._prefill_fn = torch.compile(self._prefill_layers, dynamic=True, options=options)
+        self.compile_scope = compile_scope
         if self.vision_graphs:
             for block in visual.blocks:
                 _BlockGraphs.install(block)
@@ -128,6 +145,8 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
         if fuse_qkv is None:
             fuse_qkv = cuda
         self._fused: list[_FusedProjections] = _fuse_layers(lm.layers, fuse_mlp=not self.is_moe) if fuse_qkv else []
+        self._decode_stack = _layer_copies(lm.layers, self._fused, self.decode_attn)
+        self._prefill_stack = _layer_copies(lm.layers)
         # Image preprocessing on the GPU (torchvision backend), per frame size only where it gives the
         # CPU's exact pixel values (checked on the first frame of each size).
         self.device_preprocess = cuda if device_preprocess is None else bool(device_preprocess)
@@ -177,6 +196,23 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
             finally:
                 if gc_enabled:
                     gc.enable()
+
+    @property
+    def builds(self) -> bool:
+        """Whether the first calls compile or capture something (then a warm-up ahead of serving pays)."""
+        return bool(self.graphs or self.compile_decode or self.compile_prefill or self.vision_graphs)
+
+    def warm_up(self, requests, check: Callable[[], None] | None = None) -> None:
+        """Run ``requests`` ((messages, images, keys) each) so that their compiles and graph captures are
+        done before serving, then forget their frames. ``check`` runs between requests (it may raise to
+        stop). Safe in a thread of its own while the plain path serves from the same model."""
+        with self._generate_lock, torch.inference_mode():
+            for messages, images, keys in requests:
+                if check is not None:
+                    check()
+                self._generate(messages, images, keys)
+                self.stats["warmup_calls"] += 1
+        self.reset()
 
     # ------------------------------------------------------------------ one call
     def _generate(self, messages, images, keys) -> Generated:
@@ -228,6 +264,16 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
         self.failures[what] = f"{type(exc).__name__}: {exc}"[:500]
         log.warning("fast path: %s runs eagerly from now on (%s)", what, self.failures[what])
 
+
+
+def _decode_layer(layer, h, mask, text_pos, kv, position_embeddings):
+    """``kv._layer_call`` under its own code object for the decode compile (static shapes)."""
+    return _layer_call(layer, h, mask, text_pos, kv, position_embeddings)
+
+
+def _prefill_layer(layer, h, mask, text_pos, kv, position_embeddings):
+    """``kv._layer_call`` under its own code object for the prefill compile (dynamic length)."""
+    return _layer_call(layer, h, mask, text_pos, kv, position_embeddings)
 
 
 def make_fast_generator(backbone, max_new_tokens: int, required: bool) -> FastGenerator | None:

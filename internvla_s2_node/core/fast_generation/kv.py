@@ -7,16 +7,17 @@ import torch
 from .settings import CAPACITY_STEP, PREFILL_BUCKET
 
 
-class _StaticKV:
-    """Cache object handed to the decoder layers. Prefill (``pos`` None): the prompt's K/V are written
-    at ``[0, n)`` and returned as they are. Decode: one token's K/V written at ``pos``, the first
-    ``span`` slots returned (the mask hides what is beyond the current position)."""
+class _LayerKV:
+    """One decoder layer's cache object. Prefill (``pos`` None): the prompt's K/V are written at
+    ``[0, n)`` and returned as they are. Decode: one token's K/V written at ``pos``, the first ``span``
+    slots returned (the mask hides what is beyond the current position). ``layer_idx`` is not used (each
+    layer gets its own object), so that one compiled layer serves every layer."""
 
-    def __init__(self, keys, values, pos: torch.Tensor | None = None, span: int = 0) -> None:
-        self.keys, self.values, self.pos, self.span = keys, values, pos, span
+    def __init__(self, k: torch.Tensor, v: torch.Tensor, pos: torch.Tensor | None = None, span: int = 0) -> None:
+        self.k, self.v, self.pos, self.span = k, v, pos, span
 
-    def update(self, key_states, value_states, layer_idx, *args, **kwargs):
-        k, v = self.keys[layer_idx], self.values[layer_idx]
+    def update(self, key_states, value_states, layer_idx=None, *args, **kwargs):
+        k, v = self.k, self.v
         if self.pos is None:
             n = key_states.shape[2]
             k[:, :, :n].copy_(key_states)
@@ -26,6 +27,11 @@ class _StaticKV:
         v.index_copy_(2, self.pos, value_states.to(v.dtype))
         return k[:, :, : self.span], v[:, :, : self.span]
 
+
+def _layer_call(layer, h, mask, text_pos, kv, position_embeddings):
+    """One decoder layer (the unit ``torch.compile`` compiles once for all layers, ``compile_scope='layer'``)."""
+    out = layer(h, attention_mask=mask, position_ids=text_pos, past_key_values=kv, use_cache=True, position_embeddings=position_embeddings)
+    return out[0] if isinstance(out, tuple) else out
 
 
 class StaticBuffersMixin:

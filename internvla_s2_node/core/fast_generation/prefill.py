@@ -10,7 +10,7 @@ import torch
 
 from .frames import _FrameEntry
 from .graphs import _capture
-from .kv import _StaticKV
+from .kv import _layer_call, _LayerKV
 from .prompt_inputs import _Prompt
 
 
@@ -65,8 +65,9 @@ class PrefillMixin:
             self.stats["prefill_graphs_captured"] += 1
         return graph.replay
 
-    def _prefill_layers(self, bucket: int, n_deep: int) -> None:
-        """The prompt through the text model (static buffers in, first token out); graph-capturable."""
+    def _prefill_layers(self, bucket: int, n_deep: int, layer_fn=_layer_call) -> None:
+        """The prompt through the text model (static buffers in, first token out); compiled (whole, or
+        ``layer_fn`` per layer) and graph-captured on CUDA."""
         lm = self.lm
         h = self._embeds[:, :bucket]
         text_pos = self._text_pos[:, :bucket]
@@ -74,12 +75,9 @@ class PrefillMixin:
         mask = None  # sdpa / flash: causal without a mask
         if self.attn == "eager":
             mask = torch.full((bucket, bucket), torch.finfo(h.dtype).min, dtype=h.dtype, device=h.device).triu(1).view(1, 1, bucket, bucket)
-        kv = _StaticKV(self._keys, self._values)
         deep = self._deep[:n_deep]
-        for i, layer in enumerate(lm.layers):
-            h = layer(h, attention_mask=mask, position_ids=text_pos, past_key_values=kv, use_cache=True, position_embeddings=position_embeddings)
-            if isinstance(h, tuple):
-                h = h[0]
+        for i, (layer, k, v) in enumerate(zip(self._prefill_stack, self._keys, self._values)):
+            h = layer_fn(layer, h, mask, text_pos, _LayerKV(k, v), position_embeddings)
             if i < n_deep:
                 h = h + deep[i][:, :bucket]  # deepstack: zero rows except at the image tokens
         h = lm.norm(h)
