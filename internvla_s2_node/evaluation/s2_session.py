@@ -20,7 +20,7 @@ from rclpy.signals import SignalHandlerOptions
 from ..core.actions import Action
 from ..core.types import Decision
 from ..ros.executor import spinning
-from ..share import config_file
+from ..ros.share import config_file
 from ..ros.sim_bridge import SimBridge
 from ..sim.backend import Observation
 from ..sim.loop import PolicyFailure

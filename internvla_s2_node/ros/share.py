@@ -28,7 +28,7 @@ def share_dir() -> pathlib.Path:
             return pathlib.Path(get_package_share_directory(PACKAGE))
         except PackageNotFoundError:
             pass
-    checkout = pathlib.Path(__file__).resolve().parents[1]
+    checkout = pathlib.Path(__file__).resolve().parents[2]
     if (checkout / "package.xml").is_file() and (checkout / "config").is_dir():
         return checkout
     raise DataNotFound(
