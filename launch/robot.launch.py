@@ -17,6 +17,7 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from internvla_s2_node.ros import launch_util
 from internvla_s2_node.ros.launch_util import as_bool, node_parameters
 
 PACKAGE = "internvla_s2"
@@ -62,11 +63,7 @@ def s2_node(context, extra_remaps=()):
 
 
 def dds_env(profile: str) -> dict:
-    if not profile:
-        return {}
-    if not os.path.isabs(profile):
-        profile = os.path.join(get_package_share_directory(PACKAGE), profile)
-    return {"FASTDDS_DEFAULT_PROFILES_FILE": profile}
+    return launch_util.dds_env(profile, get_package_share_directory(PACKAGE))
 
 
 def action_executor(context):

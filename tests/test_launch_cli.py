@@ -9,6 +9,7 @@ Tiny random-weight checkpoints (``tiny:<arch>``): plumbing, not navigation.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pathlib
 import re
@@ -44,9 +45,9 @@ LOAD_TIMEOUT_S = 180.0
 class Launch:
     """``ros2 launch internvla_s2 <file> <args>`` in its own process group."""
 
-    def __init__(self, log: pathlib.Path, launch_file: str, domain: int, *arguments: str) -> None:
+    def __init__(self, log: pathlib.Path, launch_file: str, domain: int, *arguments: str, environ=None) -> None:
         self.log = log
-        env = dict(os.environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+        env = dict(os.environ if environ is None else environ, ROS_DOMAIN_ID=str(domain), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
                    ROS_LOCALHOST_ONLY="1", OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
         with open(log, "wb") as out:
             self.proc = subprocess.Popen([str(ROS2), "launch", "internvla_s2", launch_file, *arguments],
@@ -151,3 +152,43 @@ def test_ctrl_c_while_the_model_loads_aborts_the_load_and_exits_0(tmp_path):
     assert code == 0, text[-3000:]
     assert "load aborted" in text and "process has finished cleanly" in text, text[-3000:]
     assert "errorprocessing" not in text and "SIGTERM" not in text, text[-3000:]
+
+
+def headless_env() -> dict[str, str]:
+    """No display and no MUJOCO_GL / PYOPENGL_PLATFORM: the evaluation must pick its GL platform itself."""
+    return {k: v for k, v in os.environ.items() if k not in ("MUJOCO_GL", "PYOPENGL_PLATFORM", "DISPLAY", "WAYLAND_DISPLAY")}
+
+
+def test_sim_launch_evaluates_two_episodes_headless_and_ends_with_the_evaluation(tmp_path):
+    out = tmp_path / "out"
+    launch = Launch(tmp_path / "launch.log", "sim.launch.py", DOMAIN, f"out:={out}", "limit:=2", "max_steps:=3",
+                    environ=headless_env())
+    try:
+        code = launch.wait(480)  # no Ctrl-C: the launch must end by itself when the evaluation does
+    finally:
+        launch.stop()
+    text = launch.text()
+    assert code == 0, text[-4000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["s2"]["episodes"] == 2, summary
+    records = [json.loads(line) for f in sorted((out / "s2").glob("episodes.rank*.jsonl")) for line in f.read_text().splitlines()]
+    assert len(records) == 2 and all(r["failure"] == "" for r in records), [r["failure"] for r in records]
+    assert all(r["s2_latency_s"] for r in records)  # every episode got decisions from s2_node over DDS
+    assert "MUJOCO_GL was unset and there is no display" in text, text[-3000:]
+    assert "the evaluation finished: shutting down" in text
+    assert re.search(r"\[s2_node-1\]: process has finished cleanly", text), text[-3000:]
+
+
+def test_sim_launch_fails_when_the_evaluation_fails(tmp_path):
+    launch = Launch(tmp_path / "launch.log", "sim.launch.py", DOMAIN, f"out:={tmp_path / 'out'}",
+                    f"episodes:={tmp_path / 'missing.json.gz'}")
+    try:
+        code = launch.wait(120)
+    finally:
+        launch.stop()
+    text = launch.text()
+    assert code == 1, text[-3000:]
+    assert "the evaluation (internvla-s2-eval) exited with code 2" in text, text[-3000:]
+    # s2_node is shut down too (it may still be importing when the evaluation fails: then Python's own
+    # KeyboardInterrupt ends it), without escalation to SIGTERM
+    assert "[s2_node-1]: process has" in text and "SIGTERM" not in text, text[-3000:]
