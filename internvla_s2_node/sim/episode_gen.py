@@ -36,6 +36,10 @@ START_TRIES = 400
 # (name in the files, seed, rooms, episodes) of the bundled houses
 BUNDLED_HOUSES = (("house_a", 101, 2, 2), ("house_b", 102, 3, 3), ("house_c", 103, 4, 3))
 BUNDLED_SPLIT = "mujoco_val"
+# The navigator model's houses (scripts/train_navigator.py): training seeds from TRAIN_FIRST_SEED, the
+# held-out split (shipped in assets/) from VAL_FIRST_SEED; the script keeps the two ranges apart.
+TRAIN_FIRST_SEED, VAL_FIRST_SEED = 10000, 900000
+VAL_SPLIT, VAL_SCENE_PREFIX = "mujoco_val_unseen", "val_unseen/"
 
 
 def _bearing_word(bearing: float) -> str:
@@ -183,12 +187,46 @@ def build_bundled_assets(assets_dir: str | pathlib.Path, houses: Sequence = BUND
     return episodes
 
 
+def house_rooms(seed: int) -> int:
+    """The number of rooms of house ``seed`` in a split: 2 to 4, drawn from the seed."""
+    return int(np.random.default_rng([seed, 7]).integers(2, 5))
+
+
+def build_split(out_dir: str | pathlib.Path, split: str, seeds: Sequence[int], episodes_per_house: int,
+                scene_prefix: str = "") -> list[Episode]:
+    """Houses ``seeds`` (one procedural house each, 2-4 rooms) and up to ``episodes_per_house`` episodes in
+    each: scenes as ``out_dir/scenes/{scene_prefix}house_{seed}.json``, episodes as
+    ``out_dir/episodes/{split}.json.gz`` with scene ids relative to ``out_dir/scenes``."""
+    out_dir = pathlib.Path(out_dir)
+    episodes: list[Episode] = []
+    for seed in seeds:
+        name = f"house_{seed}"
+        spec = generate_scene(int(seed), n_rooms=house_rooms(int(seed)), name=name)
+        scene_id = f"{scene_prefix}{name}.json"
+        spec.save(out_dir / "scenes" / scene_id)
+        episodes += generate_episodes(spec, scene_id, episodes_per_house, seed=int(seed), first_id=len(episodes))
+    save_episodes(out_dir / "episodes" / f"{split}.json.gz", episodes)
+    return episodes
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from .mujoco_backend import ASSETS_DIR
 
-    parser = argparse.ArgumentParser(description="Regenerate the bundled MuJoCo scenes and VLN-CE episodes.")
-    parser.add_argument("--assets-dir", default=str(ASSETS_DIR))
+    parser = argparse.ArgumentParser(
+        description="Regenerate the bundled MuJoCo scenes and VLN-CE episodes, or (with --split) write a split "
+        "of many procedural houses, one per seed.")
+    parser.add_argument("--assets-dir", default=str(ASSETS_DIR), help="output folder (scenes/ and episodes/)")
+    parser.add_argument("--split", help="write this split instead of the bundled assets")
+    parser.add_argument("--first-seed", type=int, default=0, help="houses are seeds first-seed .. first-seed + houses - 1")
+    parser.add_argument("--houses", type=int, default=10)
+    parser.add_argument("--episodes-per-house", type=int, default=6)
+    parser.add_argument("--scene-prefix", default="", help="folder of the scenes inside scenes/, e.g. val_unseen/")
     args = parser.parse_args(argv)
+    if args.split:
+        seeds = range(args.first_seed, args.first_seed + args.houses)
+        episodes = build_split(args.assets_dir, args.split, seeds, args.episodes_per_house, args.scene_prefix)
+        print(f"{args.split}: {len(episodes)} episodes in {args.houses} houses (seeds {seeds.start}-{seeds.stop - 1})")
+        return 0
     for ep in build_bundled_assets(args.assets_dir):
         print(f"{ep.episode_id:>3} {ep.scene_id:<14} {ep.geodesic_distance:5.2f} m  {ep.instruction}")
     return 0

