@@ -26,7 +26,7 @@ def share_dir() -> pathlib.Path:
     else:
         try:
             return pathlib.Path(get_package_share_directory(PACKAGE))
-        except PackageNotFoundError:
+        except (PackageNotFoundError, OSError):  # OSError: AMENT_PREFIX_PATH unset (no ROS environment)
             pass
     checkout = pathlib.Path(__file__).resolve().parents[2]
     if (checkout / "package.xml").is_file() and (checkout / "config").is_dir():
