@@ -17,6 +17,7 @@ setup(
         ("share/" + package_name, ["package.xml"]),
         ("share/" + package_name + "/launch", glob("launch/*.launch.py")),
         ("share/" + package_name + "/config", glob("config/*.yaml") + glob("config/*.json") + glob("config/*.xml")),
+        ("share/" + package_name + "/config/sros2", glob("config/sros2/*.xml")),
     ],
     install_requires=["setuptools"],
     zip_safe=False,

@@ -17,10 +17,14 @@ from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 
+from internvla_s2_node.ros import launch_util
 from internvla_s2_node.ros.launch_util import as_bool, node_parameters
 
 PACKAGE = "internvla_s2"
 TOPICS = ("image", "depth", "camera_info", "odom", "instruction", "cmd_vel")
+# Seconds s2_node gets after SIGINT before launch escalates to SIGTERM (launch's default: 5). Releasing
+# the model and ending the interpreter took 2-3 s with a tiny checkpoint, over 5 s on a busy machine.
+S2_SIGTERM_TIMEOUT_S = "20"
 
 
 def default_params_file():
@@ -55,15 +59,11 @@ def s2_node(context, extra_remaps=()):
     remaps = [(t, get(t)) for t in ("image", "depth", "camera_info", "odom", "instruction")] + list(extra_remaps)
     return Node(package=PACKAGE, executable="s2_node", name="s2_node", namespace=ns, output="screen",
                 parameters=[params], remappings=remaps, arguments=["--ros-args", "--log-level", get("log_level")],
-                additional_env=dds_env(get("dds_profile")))
+                additional_env=dds_env(get("dds_profile")), sigterm_timeout=S2_SIGTERM_TIMEOUT_S)
 
 
 def dds_env(profile: str) -> dict:
-    if not profile:
-        return {}
-    if not os.path.isabs(profile):
-        profile = os.path.join(get_package_share_directory(PACKAGE), profile)
-    return {"FASTDDS_DEFAULT_PROFILES_FILE": profile}
+    return launch_util.dds_env(profile, get_package_share_directory(PACKAGE))
 
 
 def action_executor(context):

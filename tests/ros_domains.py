@@ -34,6 +34,8 @@ OFFSETS = {
     "fuzz_security_bridge": 16,
     "bridge_fail_fast": 17,
     "ros_params_file": 18,
+    "launch_pytest": 19,
+    "launch_cli": 20,
 }
 
 

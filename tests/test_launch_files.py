@@ -107,12 +107,15 @@ class _Action:
 def stand_ins(monkeypatch, share: pathlib.Path):
     mods = {name: types.ModuleType(name) for name in (
         "launch", "launch.actions", "launch.substitutions", "launch.conditions", "launch.launch_description_sources",
-        "launch_ros", "launch_ros.actions", "ament_index_python", "ament_index_python.packages")}
+        "launch.event_handlers", "launch_ros", "launch_ros.actions", "ament_index_python", "ament_index_python.packages")}
     mods["launch"].LaunchDescription = lambda entities: list(entities)
     acts = mods["launch.actions"]
     acts.DeclareLaunchArgument = type("DeclareLaunchArgument", (_Action,), {})
     acts.OpaqueFunction = type("OpaqueFunction", (_Action,), {})
     acts.IncludeLaunchDescription = type("IncludeLaunchDescription", (_Action,), {})
+    for name in ("LogInfo", "RegisterEventHandler", "Shutdown"):
+        setattr(acts, name, type(name, (_Action,), {}))
+    mods["launch.event_handlers"].OnProcessExit = type("OnProcessExit", (_Action,), {})
     mods["launch.substitutions"].LaunchConfiguration = _Sub
     mods["launch.launch_description_sources"].PythonLaunchDescriptionSource = lambda path: path
     mods["launch_ros.actions"].Node = type("Node", (_Action,), {})
@@ -128,8 +131,9 @@ def load(path: pathlib.Path):
     return module
 
 
-def run_launch(path: pathlib.Path, **overrides):
-    """generate_launch_description() then its OpaqueFunctions with argument defaults + overrides -> Node actions."""
+def run_launch(path: pathlib.Path, handlers: list | None = None, **overrides):
+    """generate_launch_description() then its OpaqueFunctions with argument defaults + overrides -> Node actions
+    (the event handlers registered go to ``handlers``)."""
     entities = load(path).generate_launch_description()
     config: dict[str, str] = {}
     nodes = []
@@ -146,6 +150,8 @@ def run_launch(path: pathlib.Path, **overrides):
                 visit(e.kwargs["function"](ctx) or [])
             elif name == "Node":
                 nodes.append(e.kwargs)
+            elif name == "RegisterEventHandler" and handlers is not None:
+                handlers.append(e.args[0])
 
     visit(entities)
     return nodes
@@ -181,7 +187,8 @@ def test_robot_launch_nodes(share):
 
 
 def test_sim_launch_adds_the_bridge(share):
-    nodes = run_launch(ROOT / "launch" / "sim.launch.py")
+    handlers = []
+    nodes = run_launch(ROOT / "launch" / "sim.launch.py", handlers)
     # the evaluation drives the simulated robot: internvla-s2-eval with its bridge node named sim_bridge
     assert [n["executable"] for n in nodes] == ["s2_node", "internvla-s2-eval"]
     assert all(n["executable"] in console_scripts() for n in nodes)
@@ -190,3 +197,14 @@ def test_sim_launch_adds_the_bridge(share):
     args = bridge["arguments"]
     assert args[:2] == ["--s2-mode", "external"] and args[args.index("--out") + 1] == "runs/sim"
     assert args[args.index("--ros-args"):] == ["--ros-args", "--log-level", "info"]
+
+    # both processes get the large-frame DDS profile (issue 17: without it on the bridge, frames were lost)
+    profile = str(share / "config" / "fastdds_large_frames.xml")
+    assert [n["additional_env"]["FASTDDS_DEFAULT_PROFILES_FILE"] for n in nodes] == [profile, profile]
+    # the launch ends with the evaluation: Shutdown when it succeeded, an error (ros2 launch exits 1) when not
+    (on_exit,) = handlers
+    assert on_exit.kwargs["target_action"].kwargs is bridge
+    end = on_exit.kwargs["on_exit"]
+    assert [type(a).__name__ for a in end(types.SimpleNamespace(returncode=0), None)] == ["LogInfo", "Shutdown"]
+    with pytest.raises(RuntimeError, match="exited with code 3"):
+        end(types.SimpleNamespace(returncode=3), None)

@@ -73,3 +73,51 @@ def test_request_matcher_pairs_by_stamp_in_either_order():
     for k in range(10, 15):  # bounded: old unmatched frames fall out
         m.add_frame(k, k)
     assert m.add_request(10) is None and m.add_request(14) == 14
+
+
+def test_the_bridge_sends_its_decide_request_again_until_answered(monkeypatch):
+    """A request the node never sees (here: the first two are ignored) is sent again every REREQUEST_S,
+    and the node's frames_received in the answer is kept (the evaluation's count of lost frames)."""
+    import json
+    import threading
+
+    import rclpy
+    from rclpy.executors import SingleThreadedExecutor
+    from std_msgs.msg import Header, String
+
+    from internvla_s2_node.ros import sim_bridge
+    from internvla_s2_node.ros.qos import reliable_qos
+
+    monkeypatch.setattr(sim_bridge, "REREQUEST_S", 0.3)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=ros_domain("sim_bridge"))
+    bridge = sim_bridge.SimBridge(context=ctx)
+    node = rclpy.create_node("s2_node", context=ctx)
+    answer = node.create_publisher(String, "/s2_node/decision", reliable_qos(10))
+    seen = []
+
+    def on_decide(msg: Header):
+        seen.append(msg)
+        if len(seen) == 3:
+            stamp = {"sec": msg.stamp.sec, "nanosec": msg.stamp.nanosec}
+            answer.publish(String(data=json.dumps({"stamp": stamp, "kind": "stop", "frames_received": 7})))
+
+    node.create_subscription(Header, "/s2_node/decide", on_decide, reliable_qos(10))
+    executor = SingleThreadedExecutor(context=ctx)
+    for n in (bridge, node):
+        executor.add_node(n)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    try:
+        assert bridge.wait_for_s2(10)
+        decision = bridge.request_decision(1_000_000_123, timeout=10)
+        assert decision.kind.value == "stop"
+        assert len(seen) == 3 and bridge.rerequests == 2
+        assert {(m.stamp.sec, m.stamp.nanosec) for m in seen} == {(1, 123)}
+        assert bridge.frames_received == 7
+    finally:
+        executor.shutdown()
+        bridge.destroy_node()
+        node.destroy_node()
+        rclpy.shutdown(context=ctx)
+        thread.join(5)

@@ -76,7 +76,8 @@ def parse_args(argv=None, ros_args=()) -> argparse.Namespace:
     p.add_argument("--limit", type=_positive_int, help="only the first N episodes")
     p.add_argument("--rank", type=int, help="shard index (default: $RANK or $SLURM_PROCID, else 0)")
     p.add_argument("--world-size", type=int, help="number of shards (default: $WORLD_SIZE or $SLURM_NTASKS, else 1)")
-    p.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID of this shard (default: $ROS_DOMAIN_ID (or 42) + rank)")
+    p.add_argument("--domain-id", type=int, help="ROS_DOMAIN_ID of this shard (default: $ROS_DOMAIN_ID (or 42) + rank; with "
+                        "--s2-mode external $ROS_DOMAIN_ID as set, 0 when unset, as for the S2 node)")
     p.add_argument("--s2-timeout", type=_positive_float, default=120.0, help="seconds to wait for one S2 decision (default %(default)s)")
     p.add_argument("--s2-mode", choices=S2_MODES, default="inprocess",
                    help="S2 node in this process, as a child process, or started elsewhere (default %(default)s)")
@@ -205,7 +206,28 @@ def main(argv=None) -> int:
     note = run_note(summaries)
     if note:
         print(note)
+    if args.command == "run":
+        failed = failed_episodes(cfg)
+        if failed:
+            raise CliError(failed)
     return 0
+
+
+def failed_episodes(cfg: EvalConfig) -> str:
+    """'' when no recorded episode failed; else how many failed, the first reason and where to look."""
+    from ..sim.results import read_records
+
+    parts, first = [], ""
+    for policy in cfg.policies:
+        records = read_records(cfg.policy_dir(policy))
+        failures = [r["failure"] for r in records if r.get("failure")]
+        if failures:
+            parts.append(f"{len(failures)} of {len(records)} {policy} episodes failed")
+            first = first or failures[0]
+    if not parts:
+        return ""
+    return (", ".join(parts) + f" (first: {first}); the results are written, each episode's 'failure' in "
+            f"{cfg.out}/<policy>/episodes.rank*.jsonl says why")
 
 
 if __name__ == "__main__":

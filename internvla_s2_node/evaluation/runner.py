@@ -147,6 +147,8 @@ def _run_one(cfg: EvalConfig, name: str, episode: Episode, backend: SimBackend, 
     latencies = getattr(policy, "episode_latencies", None)
     if latencies is not None:
         record["s2_latency_s"] = [round(x, 5) for x in latencies]
+    if hasattr(policy, "episode_frames_lost"):
+        record["s2_frames_lost"] = policy.episode_frames_lost  # frames the S2 node never received
     if cfg.record and name == "oracle":
         from ..sim.recorder import NotRecordable, record_episode
 

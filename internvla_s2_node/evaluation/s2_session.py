@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import pathlib
 import subprocess
 import sys
 
@@ -21,12 +20,12 @@ from rclpy.signals import SignalHandlerOptions
 from ..core.actions import Action
 from ..core.types import Decision
 from ..ros.executor import spinning
+from ..ros.share import config_file
 from ..ros.sim_bridge import SimBridge
 from ..sim.backend import Observation
 from ..sim.loop import PolicyFailure
 from ..sim.policies import Policy
 
-CONFIG_DIR = pathlib.Path(__file__).resolve().parents[2] / "config"
 SIM_PARAMS = "sim.yaml"
 DEFAULT_DOMAIN_ID = 42
 STARTUP_TIMEOUT_S = 600.0  # loading a large checkpoint can take minutes
@@ -42,6 +41,7 @@ class S2RosPolicy(Policy):
         self.bridge = bridge
         self.timeout_s = timeout_s
         self.episode_latencies: list[float] = []
+        self._counts: list[tuple[int, int]] = []  # (frames published, frames the node received) at each decision
         self._published: tuple[int, int] | None = None  # (id of the observation, stamp)
         self._failure = ""
 
@@ -56,6 +56,7 @@ class S2RosPolicy(Policy):
 
     def reset(self, episode, backend) -> None:
         self.episode_latencies = []
+        self._counts = []
         self._published = None
         self._failure = self.process_exit()
         if self._failure:
@@ -75,6 +76,14 @@ class S2RosPolicy(Policy):
             self._published = (id(obs), self.bridge.publish_observation(obs))
         return self._published[1]
 
+    @property
+    def episode_frames_lost(self) -> int | None:
+        """Frames of this episode the node did not receive, between its first and last decision (None: <2 decisions)."""
+        if len(self._counts) < 2:
+            return None
+        (sent0, got0), (sent1, got1) = self._counts[0], self._counts[-1]
+        return max(0, (sent1 - sent0) - (got1 - got0))
+
     def act(self, obs: Observation) -> Decision:
         if self._failure:
             raise PolicyFailure(self._failure)
@@ -82,12 +91,14 @@ class S2RosPolicy(Policy):
             raise PolicyFailure("the simulator renders no images (render is off)")
         decision = self.bridge.request_decision(self._publish(obs), self.timeout_s, abort=self.process_exit)
         self.episode_latencies.append(decision.timing.get("step", 0.0))
+        if self.bridge.frames_received is not None:
+            self._counts.append((self.bridge.frames_published, self.bridge.frames_received))
         return decision
 
 
 # -------------------------------------------------------------------- sessions
 def sim_params_files(extra: str | None) -> list[str]:
-    files = [str(CONFIG_DIR / SIM_PARAMS)]
+    files = [str(config_file(SIM_PARAMS))]  # share/internvla_s2/config when installed (colcon, ROS)
     return files + [extra] if extra else files
 
 
@@ -102,6 +113,18 @@ def shard_domain_id(cfg) -> int:
     if cfg.domain_id is not None:
         return cfg.domain_id
     return int(os.environ.get("ROS_DOMAIN_ID", DEFAULT_DOMAIN_ID)) + cfg.rank
+
+
+def session_domain_id(cfg) -> int | None:
+    """The ROS_DOMAIN_ID this session sets (None: the environment's, as every ROS 2 process: 0 when unset).
+
+    ``--domain-id`` wins. A node started here (inprocess, process) shares the shard's own domain,
+    ``$ROS_DOMAIN_ID`` (or 42) + rank, so shards never hear each other. An external node (sim.launch.py)
+    is on the domain of its environment, so the bridge follows the same rule and never moves to 42.
+    """
+    if cfg.domain_id is not None or cfg.s2_mode != "external":
+        return shard_domain_id(cfg)
+    return None
 
 
 class S2StartFailure(RuntimeError):
@@ -132,8 +155,9 @@ def s2_policy_session(cfg):
     ``cfg.s2_mode``: ``inprocess`` (one executor), ``process`` (``s2_node`` as a child
     process) or ``external`` (a node started elsewhere, e.g. by sim.launch.py).
     """
-    if cfg.s2_mode != "external" or "ROS_DOMAIN_ID" not in os.environ:
-        os.environ["ROS_DOMAIN_ID"] = str(shard_domain_id(cfg))
+    domain = session_domain_id(cfg)
+    if domain is not None:
+        os.environ["ROS_DOMAIN_ID"] = str(domain)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     args = ros_arguments(cfg) if cfg.s2_mode != "external" else list(cfg.ros_args)
     # No rclpy signal handlers: Ctrl-C / SIGTERM reach this thread as KeyboardInterrupt (the CLI maps

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from typing import Callable
 
 import rclpy
 from rclpy.executors import (
@@ -107,9 +108,9 @@ def spinning(nodes, num_threads: int | None = 4, context=None):
         thread.join(5)
 
 
-def spin(nodes, num_threads: int = 4) -> None:
+def spin(nodes, num_threads: int = 4, on_stop: Callable[[], None] | None = None) -> None:
     """Spin ``nodes`` on one multi-threaded executor until Ctrl-C / shutdown, then release them
-    (the ``main`` of every node process)."""
+    (the ``main`` of every node process). ``on_stop`` runs first when spinning ends."""
     executor = SubmitOnceExecutor(num_threads=num_threads)
     for node in nodes:
         executor.add_node(node)
@@ -118,6 +119,8 @@ def spin(nodes, num_threads: int = 4) -> None:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        if on_stop is not None:
+            on_stop()
         for node in nodes:
             if hasattr(node, "release"):
                 node.release()

@@ -16,6 +16,14 @@ def as_bool(text: str | bool) -> bool:
     return text if isinstance(text, bool) else str(text).strip().lower() in TRUE_STRINGS
 
 
+def dds_env(profile: str, share_dir: str | pathlib.Path) -> dict[str, str]:
+    """Environment of a process that uses the Fast DDS XML ``profile`` (relative: in the package's share dir)."""
+    if not profile:
+        return {}
+    path = pathlib.Path(profile)
+    return {"FASTDDS_DEFAULT_PROFILES_FILE": str(path if path.is_absolute() else pathlib.Path(share_dir) / path)}
+
+
 def _key_matches(key: str, node_name: str, namespace: str) -> bool:
     """Whether a params-file key addresses ``node_name`` (any namespace for plain and wildcard keys)."""
     key = key.strip()

@@ -124,12 +124,14 @@ def build_outputs(
     return out
 
 
-def decision_json(decision: Decision, o: Outputs, image_header: Header, episode: int, waits: dict | None = None) -> String:
+def decision_json(decision: Decision, o: Outputs, image_header: Header, episode: int, waits: dict | None = None,
+                  frames_received: int | None = None) -> String:
     """The whole decision as JSON on ``~/decision`` (machine-readable; the simulator bridge reads it).
 
     ``waypoint`` is what was published on ``~/waypoint`` (null if none or withheld). Where the frame's
     time went in the node: ``intake_s`` (image callback: conversion, history), ``queue_s`` (waiting for
     the model), ``step_s`` (the model step), ``post_s`` (step end to this message: outputs).
+    ``frames_received``: color frames the node has received so far (a sender can count its lost frames).
     """
     wp = o.waypoint
     data = {
@@ -147,6 +149,7 @@ def decision_json(decision: Decision, o: Outputs, image_header: Header, episode:
         "step_s": decision.timing.get("step"),
         **{k: (waits or {}).get(k) for k in ("intake_s", "queue_s")},
         "post_s": time.monotonic() - waits["step_done"] if waits and "step_done" in waits else None,
+        "frames_received": frames_received,
     }
     if wp is not None:
         q = wp.pose.orientation

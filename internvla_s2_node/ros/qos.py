@@ -16,6 +16,17 @@ def sensor_qos() -> QoSProfile:
     return qos_profile_sensor_data
 
 
+def sim_frames_qos(depth: int = 10) -> QoSProfile:
+    """Frames of the simulated robot (sim_bridge -> s2_node with ``decision_mode: on_request``): reliable,
+    so DDS resends what it lost. Best effort, 640x480 frames between processes were lost (issue 17)."""
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=depth,
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.VOLATILE,
+    )
+
+
 def latched_qos(depth: int = 1) -> QoSProfile:
     """Instruction: reliable + transient local, so a node that starts later still gets the last one."""
     return QoSProfile(

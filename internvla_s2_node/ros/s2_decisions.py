@@ -131,7 +131,8 @@ class DecisionMixin:
             self._await_look_down()
         self._send(o)
         if "decision" in self._pubs:
-            self._pubs["decision"].publish(out.decision_json(decision, o, item.header, item.episode, waits))
+            self._pubs["decision"].publish(out.decision_json(decision, o, item.header, item.episode, waits,
+                                                             self._counters.get("frames_received")))
         self._note_decision(decision, o)
         self._send_debug_image(decision, item, o)
         age = (self.get_clock().now().nanoseconds * 1e-9) - item.stamp

@@ -18,8 +18,10 @@ from std_msgs.msg import Header, String
 from ..core.images import InvalidFrame
 from . import conversions as conv
 from .pipeline import PendingFrame
-from .qos import incompatible_qos_hint, latched_qos, reliable_qos, sensor_qos
+from .qos import incompatible_qos_hint, latched_qos, reliable_qos, sensor_qos, sim_frames_qos
 
+ON_REQUEST_HINT = ("decision_mode on_request subscribes reliable (the simulator bridge's frames); "
+                   "a camera publishing best effort needs decision_mode continuous")
 INSTRUCTION_HINT = ("instructions must be published reliable + transient local, e.g. "
                     "ros2 topic pub --once --qos-reliability reliable --qos-durability transient_local "
                     "/instruction std_msgs/msg/String \"data: 'go to the kitchen'\"")
@@ -43,7 +45,8 @@ class IntakeMixin:
 
     def _create_inputs(self) -> list:
         """The input subscriptions (created at configure, in the input group)."""
-        g, sq = self._input_group, sensor_qos()
+        on_request = self._p["decision_mode"] == "on_request"  # fed by sim_bridge, which resends lost frames
+        g, sq = self._input_group, sim_frames_qos() if on_request else sensor_qos()
         color_type = CompressedImage if self._p["use_compressed"] else Image
         subs = [  # image last: when several are ready at once, depth/odometry go first
             self.create_subscription(String, "instruction", self._on_instruction, latched_qos(), callback_group=g,
@@ -51,9 +54,11 @@ class IntakeMixin:
             self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, sq, callback_group=g),
             self.create_subscription(Odometry, "odom", self._on_odom, sq, callback_group=g),
             self.create_subscription(Image, "depth", self._on_depth, sq, callback_group=g),
-            self.create_subscription(color_type, "image", self._on_color, sq, callback_group=g),
+            self.create_subscription(color_type, "image", self._on_color, sq, callback_group=g,
+                                     event_callbacks=incompatible_qos_hint(self.get_logger(), "image", ON_REQUEST_HINT)
+                                     if on_request else None),
         ]
-        if self._p["decision_mode"] == "on_request":
+        if on_request:
             subs.append(self.create_subscription(Header, "~/decide", self._on_decide, reliable_qos(10), callback_group=g))
         return subs
 

@@ -21,6 +21,7 @@ the CUDA cache), cleanup/shutdown close the engine (model and GPU memory freed).
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from typing import Any, Callable
@@ -80,6 +81,7 @@ class S2Node(IntakeMixin, DecisionMixin, DiagnosticsMixin, LifecycleNode):
         self._state_label = "unconfigured"
         self._active = False
         self._load_error = ""
+        self._loading = False  # configure is inside the model loader
         self._instruction: str | None = None
         self._episode = 0
         self._look_down_wait = False
@@ -133,11 +135,14 @@ class S2Node(IntakeMixin, DecisionMixin, DiagnosticsMixin, LifecycleNode):
             return self._fail_configure("invalid parameters: " + "; ".join(problems))
         cfg = params.engine_config(self._p)
         self.get_logger().info(f"loading model {cfg.model_path!r} (device {cfg.device}, dtype {cfg.dtype})")
+        self._loading = True
         try:
             engine = self._engine_factory(cfg)
         except Exception as exc:  # any loader error must leave the node up and unconfigured
             free_accelerator_memory()
             return self._fail_configure(f"cannot load model {cfg.model_path!r}: {type(exc).__name__}: {exc}")
+        finally:
+            self._loading = False
         self._engine, self._load_error = engine, ""
         self._engine_info = dict(getattr(engine, "info", {}) or {})
         self._create_io()
@@ -178,7 +183,7 @@ class S2Node(IntakeMixin, DecisionMixin, DiagnosticsMixin, LifecycleNode):
         self.release()
         return SUCCESS
 
-    def _stop_processing(self) -> None:
+    def _stop_processing(self, free: bool = True) -> None:
         self._active = False
         with self._frame_lock:
             self._slot.clear()
@@ -186,20 +191,35 @@ class S2Node(IntakeMixin, DecisionMixin, DiagnosticsMixin, LifecycleNode):
             self._look_down_wait = False
         with self._engine_lock:  # waits for the step in flight, whose result is then dropped
             pass
-        free_accelerator_memory()
+        if free:
+            free_accelerator_memory()
 
     def release(self) -> None:
         """Stop, destroy topics and close the engine (frees the model and GPU memory). Idempotent."""
-        self._stop_processing()
+        self._stop_processing(free=False)  # one garbage collection, below: each takes ~0.3 s with a model loaded
         self._destroy_io()
         with self._engine_lock:
             engine, self._engine = self._engine, None
         if engine is not None:
-            engine.close()
+            engine.close()  # frees accelerator memory
             if self.context.ok():  # after Ctrl-C the context is gone and rosout with it
                 self.get_logger().info("model released")
-        free_accelerator_memory()
+        else:
+            free_accelerator_memory()
         self._state_label = "unconfigured"
+
+    def abandon_load(self) -> None:
+        """On Ctrl-C / shutdown: if configure is inside the model loader, end the process now (exit 0).
+
+        The loader (transformers) cannot be interrupted from another thread; waiting for it would
+        hold a shutdown for as long as the load takes and then fail the transition on a finished
+        context ("Failed to complete transition 1 ... errorprocessing"), and launch would escalate to
+        SIGTERM. Only the node's own process calls this (``main``), never an in-process user.
+        """
+        if self._loading:
+            print(f"[{self.get_name()}] shutdown requested while loading the model: load aborted", file=sys.stderr,
+                  flush=True)
+            os._exit(0)
 
     # ------------------------------------------------------------ topics
     def _create_io(self) -> None:
@@ -219,7 +239,8 @@ def main(args=None) -> None:
     argv = list(sys.argv if args is None else args)
     parse_help(argv, "s2_node", __doc__)
     rclpy.init(args=argv)
-    spin([S2Node()])
+    node = S2Node()
+    spin([node], on_stop=node.abandon_load)
 
 
 if __name__ == "__main__":

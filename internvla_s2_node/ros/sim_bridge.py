@@ -40,9 +40,10 @@ from . import conversions as conv
 from .executor import spin
 from .node_cli import parse_help
 from .outputs import ERROR, level_value
-from .qos import latched_qos, reliable_qos, sensor_qos
+from .qos import latched_qos, reliable_qos, sim_frames_qos
 
 ABORT_POLL_S = 0.25
+REREQUEST_S = 5.0  # the decide request is sent again at this period while no decision has come
 
 
 def decision_from_json(data: dict) -> Decision:
@@ -72,7 +73,7 @@ class SimBridge(Node):
         self.camera_frame = self.get_parameter("camera_frame").value
         self.odom_frame = self.get_parameter("odom_frame").value
         self.base_frame = self.get_parameter("base_frame").value
-        sq, rq = sensor_qos(), reliable_qos(10)
+        sq, rq = sim_frames_qos(), reliable_qos(10)  # frames reliable: DDS resends what it lost
         self._pub = {
             "image": self.create_publisher(Image, "image", sq),
             "depth": self.create_publisher(Image, "depth", sq),
@@ -87,6 +88,9 @@ class SimBridge(Node):
         self._decisions: dict[int, dict] = {}
         self._echoes: list[str] = []
         self._last_stamp_ns = 0
+        self.frames_published = 0  # color frames sent (vs the node's frames_received: frames lost)
+        self.frames_received = None  # the node's count in its latest decision
+        self.rerequests = 0
         self.create_subscription(String, f"{s2}/decision", self._on_decision, rq)
         self.create_subscription(String, f"{s2}/active_instruction", self._on_active_instruction, latched_qos())
         self.s2_failure = ""  # the S2 node's reason when its configure failed (from /diagnostics)
@@ -140,6 +144,7 @@ class SimBridge(Node):
         self._pub["camera_info"].publish(camera_info(obs.intrinsics, w, h, cam))
         self._pub["depth"].publish(conv.depth_to_image(obs.depth, "32FC1", cam))
         self._pub["image"].publish(conv.rgb_to_image(obs.rgb, cam))
+        self.frames_published += 1
         return stamp.sec * 1_000_000_000 + stamp.nanosec
 
     def start_episode(self, instruction: str, timeout: float) -> None:
@@ -156,20 +161,28 @@ class SimBridge(Node):
     def request_decision(self, stamp_ns: int, timeout: float, abort=None) -> Decision:
         """The node's decision on the frame ``stamp_ns``; PolicyFailure after ``timeout`` s, or at once
         when ``abort()`` returns a reason (checked every ABORT_POLL_S, e.g. the node's process died)."""
-        self._pub["decide"].publish(Header(stamp=_ns_to_time(stamp_ns), frame_id=self.camera_frame))
-        deadline = time.monotonic() + timeout
+        request = Header(stamp=_ns_to_time(stamp_ns), frame_id=self.camera_frame)
+        self._pub["decide"].publish(request)
+        now = time.monotonic()
+        deadline, resend_at = now + timeout, now + REREQUEST_S
         with self._cond:
             while stamp_ns not in self._decisions:
-                left = deadline - time.monotonic()
-                if left <= 0:
+                now = time.monotonic()
+                if now >= deadline:
                     break
                 why = abort() if abort is not None else ""
                 if why:
                     raise PolicyFailure(why)
-                self._cond.wait(min(left, ABORT_POLL_S) if abort is not None else left)
+                if now >= resend_at:  # the node pairs a request with its frame once; a repeat is harmless
+                    self._pub["decide"].publish(request)
+                    self.rerequests += 1
+                    resend_at = now + REREQUEST_S
+                self._cond.wait(min(deadline - now, resend_at - now, ABORT_POLL_S))
             data = self._decisions.pop(stamp_ns, None)
         if data is None:
             raise PolicyFailure(f"no S2 decision within {timeout:.0f} s")
+        if isinstance(data.get("frames_received"), int):
+            self.frames_received = data["frames_received"]
         return decision_from_json(data)
 
     def publish_result(self, record: dict) -> None:
