@@ -12,7 +12,7 @@ PY=${PY:-python3}
 BUDGET_S=${BUDGET_S:-330}
 START=$(date +%s)
 left() { echo $(( BUDGET_S - ($(date +%s) - START) )); }
-CC=${CC:-/tmp/s2_compile_cache}  # empty on a fresh machine: the first run of each body is cold
+S2CC=${S2CC:-/tmp/s2_compile_cache}  # (not CC: that names the C compiler, which Triton uses) empty on a fresh machine: the first run of each body is cold
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader | tee "$OUT/startup_env.txt"
 $PY -c "import torch, transformers, platform; print('python', platform.python_version(), 'torch', torch.__version__, 'cuda', torch.version.cuda, 'transformers', transformers.__version__)" | tee -a "$OUT/startup_env.txt"
 for size in ${SIZES:-8B q25-7B 2B}; do
@@ -20,7 +20,7 @@ for size in ${SIZES:-8B q25-7B 2B}; do
     L=$(left)
     if [ "$L" -lt 60 ]; then echo "SKIPPED $size $label: ${L}s of the budget left" | tee -a "$OUT/startup.log"; continue; fi
     timeout "$L" $PY benchmarks/s2_step.py --startup --sizes "$size" --steps "${STEPS:-20}" --new-tokens 10 \
-      --tokenizer .cache/s2bench/tokenizer --cache-dir "$CC/$size" --cache-label "$label" --startup-limit-s $((L - 25)) \
+      --tokenizer .cache/s2bench/tokenizer --cache-dir "$S2CC/$size" --cache-label "$label" --startup-limit-s $((L - 25)) \
       --out "$R" 2>&1 | grep -v -i "warn" | tee -a "$OUT/startup.log"
   done
   if [ "$size" = "${TESTS_AFTER:-8B}" ] && [ "$(left)" -gt 150 ]; then  # tokens equal the plain path's (tiny, fp32, CUDA)
@@ -32,7 +32,7 @@ for size in ${STEP_SIZES:-8B q25-7B 2B}; do
   L=$(left)
   if [ "$L" -lt 75 ]; then echo "SKIPPED step comparison $size: ${L}s of the budget left" | tee -a "$OUT/startup.log"; continue; fi
   timeout "$L" $PY benchmarks/s2_step.py --sizes "$size" --steps "${CMP_STEPS:-24}" --warmup-steps 3 --new-tokens 10 \
-    --tokenizer .cache/s2bench/tokenizer --cache-dir "$CC/$size" --out "$R/steps_$size" 2>&1 | grep -v -i "warn" | tee -a "$OUT/startup.log"
+    --tokenizer .cache/s2bench/tokenizer --cache-dir "$S2CC/$size" --out "$R/steps_$size" 2>&1 | grep -v -i "warn" | tee -a "$OUT/startup.log"
 done
 echo "used $(( $(date +%s) - START ))s of ${BUDGET_S}s"
 cp "$OUT/startup_env.txt" "$OUT/startup.log" "$R/" 2>/dev/null

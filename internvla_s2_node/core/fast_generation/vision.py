@@ -85,9 +85,15 @@ class VisionMixin:
     """``FastGenerator``'s tower calls (state: ``visual``, ``vision_graphs``, ``_vision_graphs``, ``_pool``)."""
 
     def _encode(self, entries: list[_FrameEntry]) -> None:
-        """Run the model's vision tower on the frames not encoded yet (all of them in one call)."""
+        """Run the model's vision tower on the frames not encoded yet: all of them in one call, or with
+        block graphs one frame per call (the steady step's shape, whose graphs exist: several new frames
+        at once come only after a switch to the fast path or an eviction, and would capture new ones)."""
         misses = [e for e in entries if e.feats is None]
         if not misses:
+            return
+        if self.vision_graphs and len(misses) > 1:
+            for e in misses:
+                self._encode([e])
             return
         pixels = torch.cat([e.pixels for e in misses], dim=0)
         grid = torch.tensor([e.grid for e in misses], dtype=torch.long, device=self.device)
