@@ -106,11 +106,14 @@ def export(args) -> None:
     model = transformers.Qwen3VLForConditionalGeneration.from_pretrained(run_dir, dtype=torch.bfloat16, local_files_only=True)
     out = pathlib.Path(args.export_dir)
     model.save_pretrained(out, max_shard_size=f"{args.shard_mb}MB")
-    for name in ("processor_config.json", "tokenizer_config.json", "chat_template.jinja", "tokenizer.json",
-                 "train_config.json", "trainer_state.json", "data_report.json", "train_log.jsonl"):
+    for name in ("processor_config.json", "chat_template.jinja", "train_config.json", "trainer_state.json",
+                 "data_report.json", "train_log.jsonl"):
         src = run_dir / name if (run_dir / name).is_file() else args.work / "run" / name
         if src.is_file():
             (out / name).write_bytes(src.read_bytes())
+    from internvla_s2_node.train.small_model import compact_tokenizer
+
+    compact_tokenizer(run_dir, out)
     print(f"export: {run_dir} (step {state['step']} of {state['total_steps']}) -> {out}", flush=True)
 
 

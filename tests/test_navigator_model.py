@@ -96,3 +96,14 @@ def test_model_answers_with_s2_outputs_on_a_held_out_house(held_out_frames):
         column, row = (int(v) for v in answer.raw_text.split())  # a pixel goal on the look-down frame
         assert 0 <= column < 640 and 0 <= row < 480
     assert np.isfinite(decision.timing["step"])
+
+
+def test_shipped_tokenizer_is_the_qwen_tokenizer():
+    # vocab.json + merges.txt + added tokens: the same ids as the tiny checkpoints' converted Qwen tokenizer.
+    from transformers import AutoTokenizer
+
+    shipped = AutoTokenizer.from_pretrained(MODEL)
+    reference = AutoTokenizer.from_pretrained(tiny.default_tiny_checkpoint("qwen3_vl"))
+    text = "<|im_start|>user\nWalk past the red sofa, then stop.<|vision_start|><|image_pad|><|vision_end|>←→↑↓ STOP 320 391<think>"
+    assert shipped(text)["input_ids"] == reference(text)["input_ids"]
+    assert len(shipped) == len(reference) and shipped.eos_token == "<|im_end|>" and shipped.pad_token == "<|endoftext|>"

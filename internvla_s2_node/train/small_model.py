@@ -96,6 +96,21 @@ def write_weights(out, seed: int = 0) -> pathlib.Path:
     return out
 
 
+def compact_tokenizer(src, out) -> None:
+    """Write ``src``'s tokenizer.json as vocab.json + merges.txt (+ its added tokens in tokenizer_config.json),
+    the slow-tokenizer form released Qwen checkpoints also ship: a third of the size, the same token ids."""
+    src, out = pathlib.Path(src), pathlib.Path(out)
+    data = json.loads((src / "tokenizer.json").read_text())
+    (out / "vocab.json").write_text(json.dumps(data["model"]["vocab"], ensure_ascii=False, separators=(",", ":")))
+    merges = [" ".join(m) if isinstance(m, list) else m for m in data["model"]["merges"]]
+    (out / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+    config = json.loads((src / "tokenizer_config.json").read_text())
+    keys = ("content", "lstrip", "normalized", "rstrip", "single_word", "special")
+    config["added_tokens_decoder"] = {str(t["id"]): {k: t[k] for k in keys} for t in data["added_tokens"]}
+    (out / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (out / "tokenizer.json").unlink(missing_ok=True)
+
+
 def parameter_count(size: SmallSize = SmallSize()) -> int:
     import torch
     import transformers
