@@ -5,8 +5,8 @@
 
 RUN_DIR is an ``internvla-s2-eval --out`` folder (one sub-folder of JSON lines per policy). SR and OS
 intervals are Wilson score intervals; SPL, NE and nDTW intervals are mean +- 1.96 standard errors.
-Decision kinds are read off each episode's executed actions: a look-down pair followed by a followed
-waypoint is a pixel goal, a final STOP a stop, the rest are action lists.
+Decision kinds are read off each episode record: each followed waypoint is a pixel goal (two S2 calls:
+"↓", then the look-down turn), a STOP end is one stop call, the other calls are action lists (or empty).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def mean_ci(values: list[float]) -> tuple[float, float, float]:
         return (math.nan, math.nan, math.nan)
     mean = sum(values) / n
     sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1)) if n > 1 else 0.0
-    return (mean, mean - Z * sd / math.sqrt(n), mean + Z * sd / math.sqrt(n))
+    return (mean, max(0.0, mean - Z * sd / math.sqrt(n)), mean + Z * sd / math.sqrt(n))  # all these metrics are >= 0
 
 
 def records(run_dir: pathlib.Path, policy: str) -> list[dict]:
@@ -49,7 +49,9 @@ def decision_mix(recs: list[dict]) -> dict:
     pixel = sum(len(r.get("waypoints") or []) for r in recs)
     stops = sum(1 for r in recs if r["reason"] == "stop")
     calls = sum(r["policy_calls"] for r in recs)
-    return {"policy_calls": calls, "pixel_goal_waypoints": pixel, "stop": stops, "other_calls": calls - pixel - stops}
+    # a pixel goal takes two calls: the "↓" answer and the look-down turn
+    return {"policy_calls": calls, "look_down_then_pixel_goal": pixel, "stop": stops,
+            "action_lists_and_other": calls - 2 * pixel - stops}
 
 
 def summarize(recs: list[dict]) -> dict:

@@ -59,7 +59,7 @@ def record(args) -> None:
     for ep in episodes:
         if int(pathlib.Path(ep.scene_id).stem.split("_")[1]) >= args.record_first_seed:
             by_house.setdefault(ep.scene_id, []).append(ep)
-    houses_in_order = list(by_house)
+    houses_in_order = list(by_house)[: args.record_houses]
     shards = [[ep for house in houses_in_order[rank :: args.procs] for ep in by_house[house]] for rank in range(args.procs)]
     procs = []
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -189,6 +189,7 @@ def main(argv=None) -> int:
     p.add_argument("--max-epochs", type=float, default=3.0)
     p.add_argument("--steps", type=int, help="training steps (default: sized from the measured data-loading rate)")
     p.add_argument("--record-first-seed", type=int, default=TRAIN_FIRST_SEED, help="record houses from this seed on")
+    p.add_argument("--record-houses", type=int, help="record this many houses (default: as many as --record-seconds allows)")
     p.add_argument("--init-from", help="start from this checkpoint instead of the random init (a second round)")
     p.add_argument("--sample-step", type=int, default=4)
     p.add_argument("--stop-repeat", type=int, default=5)
