@@ -19,6 +19,9 @@ if [ -f "$_kit/install.sh" ]; then
     set +u
     source ros2_ws/install/setup.bash
     set -u
+    # The overlay puts its copy of the package first on PYTHONPATH; the tests are of this checkout
+    # (the installed copy's own imports: tests/test_colcon_install.py).
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
     echo "[ros2] launch kit $_kit in $_venv; ros2_ws built and sourced: the launch tests run"
 else
     echo "[ros2] no ROS 2 launch kit at $_kit: the launch and colcon tests skip"

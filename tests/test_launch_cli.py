@@ -193,3 +193,24 @@ def test_sim_launch_fails_when_the_evaluation_fails(tmp_path):
     # s2_node is shut down too (it may still be importing when the evaluation fails: then Python's own
     # KeyboardInterrupt ends it), without escalation to SIGTERM
     assert "[s2_node-1]: process has" in text and "SIGTERM" not in text, text[-3000:]
+
+
+def test_ctrl_c_during_the_evaluation_ends_the_sim_launch_cleanly(tmp_path):
+    """SIGINT to sim.launch.py mid-evaluation: exit 0, the evaluation's own Ctrl-C exit is no failure."""
+    from internvla_s2_node.core.tiny import default_tiny_checkpoint
+
+    model = T.biased_checkpoint(default_tiny_checkpoint("qwen3_vl"), tmp_path / "forward", "forward")
+    params = tmp_path / "forward.yaml"
+    params.write_text(f's2_node:\n  ros__parameters:\n    model_path: "{model}"\n    device: "cpu"\n')
+    launch = Launch(tmp_path / "launch.log", "sim.launch.py", DOMAIN, f"out:={tmp_path / 'out'}",
+                    f"params_file:={params}", "max_steps:=500")
+    try:
+        assert T.wait_for(lambda: "active: processing frames" in launch.text(), LOAD_TIMEOUT_S), launch.text()[-3000:]
+        time.sleep(3)  # episodes under way
+        assert launch.proc.poll() is None, launch.text()[-3000:]
+        code = launch.ctrl_c()
+    finally:
+        launch.stop()
+    text = launch.text()
+    assert code == 0, text[-3000:]
+    assert "exited with code" not in text and "SIGTERM" not in text, text[-3000:]

@@ -205,6 +205,8 @@ def test_sim_launch_adds_the_bridge(share):
     (on_exit,) = handlers
     assert on_exit.kwargs["target_action"].kwargs is bridge
     end = on_exit.kwargs["on_exit"]
-    assert [type(a).__name__ for a in end(types.SimpleNamespace(returncode=0), None)] == ["LogInfo", "Shutdown"]
+    running, ending = types.SimpleNamespace(is_shutdown=False), types.SimpleNamespace(is_shutdown=True)
+    assert [type(a).__name__ for a in end(types.SimpleNamespace(returncode=0), running)] == ["LogInfo", "Shutdown"]
     with pytest.raises(RuntimeError, match="exited with code 3"):
-        end(types.SimpleNamespace(returncode=3), None)
+        end(types.SimpleNamespace(returncode=3), running)
+    assert end(types.SimpleNamespace(returncode=130), ending) is None  # Ctrl-C of the launch: no failure
