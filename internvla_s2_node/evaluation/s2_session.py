@@ -42,7 +42,9 @@ class S2RosPolicy(Policy):
         self.timeout_s = timeout_s
         self.episode_latencies: list[float] = []
         self._counts: list[tuple[int, int]] = []  # (frames published, frames the node received) at each decision
-        self._published: tuple[int, int] | None = None  # (id of the observation, stamp)
+        # (the observation itself, its stamp): holding it keeps a new observation from reusing its id(),
+        # which made a look-down frame pass for the level frame just freed and never reach the node
+        self._published: tuple[Observation, int] | None = None
         self._failure = ""
 
     process = None  # the s2_node child process (s2_mode "process"), watched so a dead node fails fast
@@ -72,8 +74,8 @@ class S2RosPolicy(Policy):
             self._publish(obs)
 
     def _publish(self, obs: Observation) -> int:
-        if self._published is None or self._published[0] != id(obs):
-            self._published = (id(obs), self.bridge.publish_observation(obs))
+        if self._published is None or self._published[0] is not obs:
+            self._published = (obs, self.bridge.publish_observation(obs))
         return self._published[1]
 
     @property
