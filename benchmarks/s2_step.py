@@ -260,6 +260,8 @@ def run_episode(gens: dict, frames, steps: int, num_history: int, sync, record: 
             out = g.generate(messages, images, keys)
             sync()
             row[name] = {"step": time.perf_counter() - t0, "tokens": out.token_ids, "timing": out.timing}
+            if hasattr(g, "last_prefix"):  # prompt positions whose K/V were kept from the last call, prompt length
+                row[name]["prefix"] = list(g.last_prefix)
             if hasattr(g, "last_margins"):
                 row[name]["margins"] = g.last_margins
             if record and torch.cuda.is_available():
@@ -380,7 +382,7 @@ def gpu_profile(fast, processor, frame, sync) -> dict:
     from torch.profiler import ProfilerActivity, profile
 
     for name, fn in (("decode_step", lambda: (fast._decode_fn(fast._capacity), fast._clear_fused())),
-                     ("prefill", lambda: fast._prefill_layers(*max(fast._prefill_graphs) if fast._prefill_graphs else (1472, 3)))):  # fmt: skip
+                     ("prefill", lambda: fast._prefill_layers(*(max(fast._prefill_graphs) if fast._prefill_graphs else (1472, 3))[:2]))):  # fmt: skip
         try:
             with torch.inference_mode():
                 fn()
@@ -547,6 +549,8 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true", help="also time the graphs alone and list the top kernels (CUDA)")
     ap.add_argument("--compare-vision-compile", action="store_true", help="also run a fast path with compiled vision blocks (log only)")
     ap.add_argument("--diagnose", action="store_true", help="also list sync points and the GPU timeline of one step (CUDA)")
+    ap.add_argument("--prefix-reuse", action="store_true", help="the fast path keeps the K/V of the prompt prefix shared "
+                    "with the last call (FastGenerator(prefix_reuse=True)); per-step hits in the JSON")  # fmt: skip
     ap.add_argument("--startup", action="store_true",
                     help="measure a start instead: engine creation to the first decision and to the fast path (run it twice "
                          "with one --cache-dir for a cold and a warm compile cache)")  # fmt: skip
@@ -602,7 +606,7 @@ def main() -> None:
         print(f"[{size}] built {n_params / 1e9:.2f}B params in {time.perf_counter() - t_build:.1f}s", flush=True)
         kind = BackboneKind.QWEN2_5_VL if arch(size) == "qwen2_5_vl" else BackboneKind.QWEN3_VL
         backbone = LoadedBackbone(kind, model, processor, device, dtype, args.attn, f"random:{size}")
-        fast = FastGenerator(backbone, args.new_tokens)
+        fast = FastGenerator(backbone, args.new_tokens, prefix_reuse=args.prefix_reuse)
         gens = {"plain": PlainTimed(backbone, args.new_tokens), "fast": fast}
         if args.compare_vision_compile:
             gens["fast_cv"] = FastGenerator(backbone, args.new_tokens, compile_vision=True)
@@ -623,7 +627,7 @@ def main() -> None:
             "fast_failures": fast.failures,
             "plain_vision_9_frames_ms": vision_batch_ms(model, processor, frames[:9], device, dtype, sync),
             "per_step": [{"t": r["t"], "images": r["images"], "plain_ms": r["plain"]["step"] * 1e3, "fast_ms": r["fast"]["step"] * 1e3,
-                          "same": r["plain"]["tokens"] == r["fast"]["tokens"],
+                          "same": r["plain"]["tokens"] == r["fast"]["tokens"], "prefix_reused": r["fast"].get("prefix"),
                           "fast_timing_ms": {k: round(v * 1e3, 2) for k, v in r["fast"]["timing"].items()}} for r in rows],
         }  # fmt: skip
         res["speedup_p50"] = res["plain"]["step_ms_p50"] / res["fast"]["step_ms_p50"]

@@ -42,7 +42,7 @@ class EvaluationFailed(RuntimeError):
 def end_with_evaluation(event, context):
     """The evaluation is what this launch is for: when it exits, shut everything down; fail if it failed
     (an exception in an event handler makes ``ros2 launch`` exit 1 after shutting down)."""
-    if context.is_shutdown:  # Ctrl-C, or the launch ending otherwise: not the evaluation's failure
+    if getattr(context, "is_shutdown", False):  # Ctrl-C, or the launch ending otherwise: not the evaluation's failure
         return None
     if event.returncode != 0:
         raise EvaluationFailed(f"the evaluation (internvla-s2-eval) exited with code {event.returncode}; "

@@ -165,6 +165,38 @@ def test_compiled_parts(backbone, options):
         assert fast.stats["vision_graphs_captured"] in (n_blocks, 2 * n_blocks)  # per frame shape (384x384, look-down)
 
 
+@pytest.mark.parametrize(
+    "arch,attn,options",
+    [("qwen3_vl", "sdpa", {}), ("qwen2_5_vl", "sdpa", {}), ("qwen3_vl", "eager", {}),
+     ("qwen2_5_vl", "sdpa", dict(cuda_graphs="fake", fuse_qkv=True, vision_graphs=True))],
+    ids=["qwen3_vl-sdpa", "qwen2_5_vl-sdpa", "qwen3_vl-eager", "qwen2_5_vl-graphs"],
+)
+def test_prefix_reuse_gives_the_same_tokens(backbone, arch, attn, options):
+    """Issue 14 item 4: the K/V of the prompt's prefix that equals the last prompt's (the text before the
+    first frame, frame 0, and every history frame up to the first that changed; the whole first turn
+    in a look-down turn) are kept and only the rest is prefilled; the tokens stay the plain path's
+    over an episode whose linspace history changes, and the reuse is counted per call."""
+    b = backbone(arch, attn)
+    plain = PlainGenerator(b, NEW_TOKENS)
+    fast = FastGenerator(b, NEW_TOKENS, prefix_reuse=True, **options)
+    calls = _episode(12, seed=41)
+    hits, grew = [], []
+    for i, (messages, images, keys) in enumerate(calls):
+        capacity = fast._capacity
+        a, f = plain.generate(messages, images, keys), fast.generate(messages, images, keys)
+        assert f.token_ids == a.token_ids, f"call {i}: fast {f.token_ids} != plain {a.token_ids} (prefix {fast.last_prefix})"
+        hits.append(fast.last_prefix)
+        grew.append(fast._capacity != capacity)  # a new, larger cache keeps nothing
+    reused = [start for start, _ in hits]
+    assert reused[0] == 0 and all(start % 64 == 0 and start < length for start, length in hits)
+    assert all(start == 0 for (start, _), g in zip(hits, grew) if g) and sum(grew) <= 3  # the first call allocates
+    assert sum(r > 0 for r in reused) >= len(calls) // 2  # most calls reuse something
+    look_down = [h for h, g, (_, _, keys) in zip(hits, grew, calls) if keys[-1] is None and not g]
+    assert look_down and all(start >= length // 2 for start, length in look_down)  # the first turn is kept
+    assert fast.stats["prefix_tokens_reused"] == sum(reused) and fast.stats["prompt_tokens"] == sum(n for _, n in hits)
+    assert fast.failures == {}
+
+
 def test_vision_tower_sees_each_frame_once(backbone):
     b = backbone("qwen3_vl")
     plain, fast = PlainGenerator(b, NEW_TOKENS), FastGenerator(b, NEW_TOKENS)

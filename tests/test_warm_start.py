@@ -117,6 +117,7 @@ def test_a_failed_build_leaves_the_plain_path_serving(backbone, tmp_path, monkey
         raise RuntimeError("capture failed")
 
     monkeypatch.setattr(FastGenerator, "warm_up", broken)
+    monkeypatch.setattr(S2Engine, "build_wait_s", 0.2)  # no step comes first here
     engine = _engine(backbone, tmp_path, fast_path="auto", fast_path_build="background")
     assert engine.fast_build.wait(60)
     engine.reset(INSTRUCTION)
@@ -125,22 +126,54 @@ def test_a_failed_build_leaves_the_plain_path_serving(backbone, tmp_path, monkey
 
 
 def test_close_cancels_a_build_in_progress(backbone, tmp_path, monkeypatch):
-    gate = threading.Event()
-    seen = []
+    entered, gate = threading.Event(), threading.Event()
     warm_up = FastGenerator.warm_up
 
     def held(self, requests, check=None):
-        gate.wait(60)
-        seen.append(len(requests))
-        warm_up(self, requests, check)
+        entered.set()
+        assert gate.wait(60)
+        warm_up(self, requests, check)  # its first check() raises: the engine was closed
 
     monkeypatch.setattr(FastGenerator, "warm_up", held)
     engine = _engine(backbone, tmp_path, fast_path="auto", fast_path_build="background")
-    build = engine.fast_build
-    engine.close()
+    waiting = engine.fast_build
+    engine.close()  # while the build still waits for the first decision
+    assert waiting.wait(60) and waiting.state == "cancelled" and not entered.is_set()
+    engine = _engine(backbone, tmp_path, fast_path="auto", fast_path_build="background")
+    engine.build_now()
+    assert entered.wait(60)
+    engine.close()  # while it builds
     gate.set()
+    build = engine.fast_build
     assert build.wait(60) and build.state == "cancelled" and build.take() is None
-    assert seen == [4]
+
+
+def test_the_build_starts_after_the_first_decision(backbone, tmp_path, monkeypatch):
+    """The first decision does not share the interpreter with the compile: the build waits for it
+    (or for ``build_wait_s`` without one)."""
+    import time
+
+    started = []
+    warm_up = FastGenerator.warm_up
+
+    def timed(self, requests, check=None):
+        started.append(time.monotonic())
+        warm_up(self, requests, check)
+
+    monkeypatch.setattr(FastGenerator, "warm_up", timed)
+    monkeypatch.setattr(S2Engine, "build_wait_s", 60.0)
+    engine = _engine(backbone, tmp_path, fast_path="auto", fast_path_build="background")
+    engine.reset(INSTRUCTION)
+    time.sleep(0.5)
+    assert started == [] and engine.serving["fast_path_build"] == "building"
+    decision = engine.step(_frames(1)[0])
+    first_decided = time.monotonic()
+    assert decision.path == "plain"
+    assert engine.fast_build.wait(120) and engine.fast_build.state == "ready"
+    assert len(started) == 1 and started[0] >= first_decided - 0.05
+    monkeypatch.setattr(S2Engine, "build_wait_s", 0.3)  # no decision at all: it starts anyway
+    idle = _engine(backbone, tmp_path, fast_path="auto", fast_path_build="background")
+    assert idle.fast_build.wait(120) and idle.fast_build.state == "ready" and len(started) == 2
 
 
 def test_inline_keeps_the_fast_path_from_the_first_step(backbone, tmp_path):

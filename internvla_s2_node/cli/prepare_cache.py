@@ -68,6 +68,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     engine = S2Engine(cfg)
     loaded = time.perf_counter() - t0
+    engine.build_now()
     build = engine.fast_build
     done = build.wait(args.timeout_s)
     result = {"model": args.model, "load_s": round(loaded, 2), "build_s": build.seconds, "state": build.state, "error": build.error,

@@ -40,6 +40,11 @@ class _Conversation:
 
 
 class S2Engine:
+    # The background build starts after the first decision (or after this long without one): both at
+    # once share one interpreter lock, and on the H200 the first plain step took 10.2 s next to the
+    # compile instead of about a second (benchmarks/results/startup_nvidia-h200_2026-12-02.md).
+    build_wait_s = 10.0
+
     def __init__(self, cfg: EngineConfig, backbone=None) -> None:
         self.cfg = cfg
         if backbone is None:
@@ -49,6 +54,7 @@ class S2Engine:
             backbone = load_backbone(resolve_model_path(cfg.model_path), cfg.device, cfg.dtype, cfg.attn_implementation)
         self.backbone = backbone
         self.fast_build: BackgroundBuild | None = None  # the fast path building while the plain one serves
+        self._decided = threading.Event()  # set by the first step that generated (the build may start)
         self.compile_cache: dict[str, str] = {}
         self.generator: Generator = self._make_generator()
         self.history: HistoryBuffer[Image.Image] = HistoryBuffer(cfg.history_capacity)
@@ -88,6 +94,10 @@ class S2Engine:
             return fast
 
         def build(check):
+            deadline = time.monotonic() + self.build_wait_s
+            while not self._decided.wait(0.05) and time.monotonic() < deadline:
+                check()
+            check()
             compile_cache.load_artifacts(artifacts)
             fast.warm_up(self.warmup_requests(), check)
             compile_cache.save_artifacts(artifacts)
@@ -109,6 +119,10 @@ class S2Engine:
             text = prompt.build_user_text(WARMUP_INSTRUCTION, k, prompt.CONJUNCTIONS[0], self.cfg.prompt_punctuation)
             requests.append(([prompt.user_message(text, images)], images, [("warm-up", i) for i in range(k + 1)]))
         return requests
+
+    def build_now(self) -> None:
+        """Let the background build start without waiting for the first decision (nothing will step)."""
+        self._decided.set()
 
     def _take_built(self) -> None:
         """Between steps: switch to the fast path once its background build is done."""
@@ -200,6 +214,8 @@ class S2Engine:
                 decision = self._look_down_turn(pending, frame, rgb)
             else:
                 decision = self._first_turn(instruction, epoch, frame, rgb, index)
+            if instruction is not None:
+                self._decided.set()
             if self._epoch != epoch:
                 decision = Decision(DecisionKind.NONE, raw_text=decision.raw_text, reason="episode was reset during the step")
             decision.stamp = frame.stamp

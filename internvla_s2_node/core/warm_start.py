@@ -1,7 +1,8 @@
 """Decisions from the first frame: serve with a ready path while the compiled one builds in a thread.
 
 ``BackgroundBuild`` runs one build (compiling and capturing the fast path on warm-up requests) in a
-daemon thread. The engine keeps answering with the path it has (the plain path), and between two
+daemon thread; the engine's build first waits for the first decision (``S2Engine.build_wait_s`` at
+most), so that the first answer does not share the interpreter with the compile. The engine keeps answering with the path it has (the plain path), and between two
 steps, when the build is done, takes its result: the switch is one assignment under the engine's
 step lock, so a step runs wholly on one path. This module knows nothing of models; ``engine`` supplies
 the build and reports the path that answered each decision.

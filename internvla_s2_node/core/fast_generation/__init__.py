@@ -21,6 +21,13 @@ What the plain way (processor + ``model.generate``) redoes at every step, and wh
   at its end to a bucket of 64 tokens (causal attention: real tokens never see the padding), its K/V go
   into a preallocated static cache, and on CUDA the prefill is compiled once (dynamic length)
   and replayed from one CUDA graph per bucket.
+* **Prefix reuse** (``prefix_reuse=True``, off by default; sdpa and eager). The prompt's leading
+  positions that equal the last prompt's (same tokens, and the same cached frames at its image
+  tokens: the text before the first frame, frame 0, the history frames up to the first that changed,
+  a look-down turn's whole first turn) keep their K/V; only the rest, from a bucket boundary, is
+  prefilled, its queries masked causally over the kept prefix. ``last_prefix`` and the stats
+  ``prefix_tokens_reused`` / ``prompt_tokens`` give the hit per call. Tested for equal tokens on CPU;
+  its GPU graphs are captured per (bucket, kept length), and its speed is not measured yet.
 * **Decoding.** One fixed-shape step (embedding, decoder layers over the static cache with a mask,
   norm, lm_head, greedy argmax, the repetition penalty when the generation config asks for one) whose
   state lives on the device; on CUDA it is compiled (elementwise ops fused, a fused masked attention,

@@ -49,6 +49,7 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
         device_preprocess: bool | None = None,
         compile_vision: bool | None = None,
         compile_scope: str = "layer",
+        prefix_reuse: bool = False,
     ) -> None:
         self.backbone = backbone
         self.max_new_tokens = int(max_new_tokens)
@@ -138,6 +139,11 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
                 if self.compile_prefill:  # one compile for all prompt lengths (captured per bucket)
                     self._prefill_fn = torch.compile(self._prefill_layers, dynamic=True, options=options)
         self.compile_scope = compile_scope
+        # Keep the K/V of the prompt's prefix that equals the last prompt's (same tokens, same frames at
+        # the same positions) and prefill only the rest; sdpa and eager take the offset causal mask.
+        self.prefix_reuse = bool(prefix_reuse) and self.attn in ("sdpa", "eager")
+        self._kv_prompt: tuple[list[int], list] | None = None  # the prompt whose K/V the cache holds
+        self.last_prefix = (0, 0)  # (positions reused, prompt length) of the last call
         if self.vision_graphs:
             for block in visual.blocks:
                 _BlockGraphs.install(block)
@@ -234,7 +240,9 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
             events[1].record()
         t2 = time.perf_counter()
         prompt = self._prompt_inputs(ids, entries)  # host work while the tower runs; uploaded without a sync
+        self._kv_prompt = None
         self._prefill(prompt, entries)
+        self._kv_prompt = (ids, list(entries))
         new_ids, t3 = self._read_tokens()
         t4 = time.perf_counter()
         with self._lock:

@@ -11,18 +11,21 @@ class _LayerKV:
     """One decoder layer's cache object. Prefill (``pos`` None): the prompt's K/V are written at
     ``[0, n)`` and returned as they are. Decode: one token's K/V written at ``pos``, the first ``span``
     slots returned (the mask hides what is beyond the current position). ``layer_idx`` is not used (each
-    layer gets its own object), so that one compiled layer serves every layer."""
+    layer gets its own object), so that one compiled layer serves every layer. Prefill from ``start`` > 0
+    (prefix reuse): the rows are written from ``start`` and the cache up to their end is returned."""
 
-    def __init__(self, k: torch.Tensor, v: torch.Tensor, pos: torch.Tensor | None = None, span: int = 0) -> None:
-        self.k, self.v, self.pos, self.span = k, v, pos, span
+    def __init__(self, k: torch.Tensor, v: torch.Tensor, pos: torch.Tensor | None = None, span: int = 0, start: int = 0) -> None:
+        self.k, self.v, self.pos, self.span, self.start = k, v, pos, span, start
 
     def update(self, key_states, value_states, layer_idx=None, *args, **kwargs):
         k, v = self.k, self.v
         if self.pos is None:
-            n = key_states.shape[2]
-            k[:, :, :n].copy_(key_states)
-            v[:, :, :n].copy_(value_states)
-            return key_states, value_states
+            n, s = key_states.shape[2], self.start
+            k[:, :, s : s + n].copy_(key_states)
+            v[:, :, s : s + n].copy_(value_states)
+            if s == 0:
+                return key_states, value_states
+            return k[:, :, : s + n], v[:, :, : s + n]
         k.index_copy_(2, self.pos, key_states.to(k.dtype))
         v.index_copy_(2, self.pos, value_states.to(v.dtype))
         return k[:, :, : self.span], v[:, :, : self.span]
@@ -49,6 +52,7 @@ class StaticBuffersMixin:
         self._mpos = torch.zeros(3, 1, cap, dtype=torch.long, device=dev)
         self._text_pos = torch.arange(cap, device=dev).view(1, cap)
         self._capacity = cap
+        self._kv_prompt = None  # nothing cached to reuse in the new buffers
         self._prefill_graphs.clear()
         self._decode_graph = None
         if not self._vision_graphs:

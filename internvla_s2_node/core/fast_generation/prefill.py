@@ -20,64 +20,69 @@ class PrefillMixin:
     def _prefill(self, prompt: _Prompt, entries: list[_FrameEntry]) -> None:
         """Queue the prompt through the text model; its first token is read by ``_read_tokens``."""
         L, bucket, n_img, dev_host = prompt.length, prompt.bucket, prompt.n_image_tokens, prompt.device_rows
+        start, skip = prompt.start, prompt.image_skip
         dev_ids = dev_host[0:1]
         img_index = dev_host[4, :n_img]
         embeds = self.lm.embed_tokens(dev_ids)
         n_deep = 0
         if entries:
             merged = torch.cat([e.feats[0] for e in entries], dim=0).to(embeds.dtype)
-            if merged.shape[0] != n_img:
-                raise ValueError(f"image features ({merged.shape[0]}) and image tokens ({n_img}) do not match")
-            embeds[0, img_index] = merged
+            if merged.shape[0] != skip + n_img:
+                raise ValueError(f"image features ({merged.shape[0]}) and image tokens ({skip + n_img}) do not match")
+            embeds[0, img_index] = merged[skip:]
             n_deep = len(entries[0].feats[1])
             for j, buf in enumerate(self._deep_buffers(n_deep)):
                 buf[:, :bucket].zero_()
-                buf[0, img_index] = torch.cat([e.feats[1][j] for e in entries], dim=0).to(buf.dtype)
+                buf[0, img_index] = torch.cat([e.feats[1][j] for e in entries], dim=0)[skip:].to(buf.dtype)
         self._embeds[:, :bucket].copy_(embeds)
         self._mpos[:, :, :bucket].copy_(dev_host[1:4].unsqueeze(1))
-        self._last.fill_(L - 1)
+        self._last.fill_(L - 1 - start)
         if self.repetition_penalty != 1.0:
             self._seen.zero_()
-            self._seen[dev_ids[0, :L]] = True
-        run = self._prefill_runner(bucket, n_deep)
+            self._seen[prompt.all_ids] = True
+        run = self._prefill_runner(bucket, n_deep, start)
         run()
         self._pos.fill_(L)
         self._delta.fill_(prompt.delta)
 
-    def _prefill_runner(self, bucket: int, n_deep: int) -> Callable[[], Any]:
-        key = (bucket, n_deep)
+    def _prefill_runner(self, bucket: int, n_deep: int, start: int = 0) -> Callable[[], Any]:
+        key = (bucket, n_deep) if not start else (bucket, n_deep, start)
         if not self.graphs or "prefill" in self.failures:
-            return lambda: self._prefill_layers(bucket, n_deep)
+            return lambda: self._prefill_layers(bucket, n_deep, start=start)
         graph = self._prefill_graphs.get(key)
         if graph is None:
             if self._prefill_fn is not self._prefill_layers:
                 try:
-                    self._prefill_fn(bucket, n_deep)  # compiles on first use (idempotent: same inputs)
+                    self._prefill_fn(bucket, n_deep, start=start)  # compiles on first use (idempotent: same inputs)
                 except Exception as exc:  # noqa: BLE001
                     self._note_failure("compile_prefill", exc)
                     self._prefill_fn = self._prefill_layers
             try:
-                graph = _capture(lambda: self._prefill_fn(bucket, n_deep), self.device, self.fake_graphs, self._pool)
+                graph = _capture(lambda: self._prefill_fn(bucket, n_deep, start=start), self.device, self.fake_graphs, self._pool)
             except Exception as exc:  # noqa: BLE001
                 self._note_failure("prefill", exc)
-                return lambda: self._prefill_layers(bucket, n_deep)
+                return lambda: self._prefill_layers(bucket, n_deep, start=start)
             self._prefill_graphs[key] = graph
             self.stats["prefill_graphs_captured"] += 1
         return graph.replay
 
-    def _prefill_layers(self, bucket: int, n_deep: int, layer_fn=_layer_call) -> None:
-        """The prompt through the text model (static buffers in, first token out); compiled (whole, or
-        ``layer_fn`` per layer) and graph-captured on CUDA."""
+    def _prefill_layers(self, bucket: int, n_deep: int, layer_fn=_layer_call, start: int = 0) -> None:
+        """The prompt (its rows from ``start``) through the text model (static buffers in, first token
+        out); compiled (whole, or ``layer_fn`` per layer) and graph-captured on CUDA."""
         lm = self.lm
         h = self._embeds[:, :bucket]
-        text_pos = self._text_pos[:, :bucket]
+        text_pos = self._text_pos[:, start : start + bucket]
         position_embeddings = lm.rotary_emb(h, self._mpos[:, :, :bucket])
         mask = None  # sdpa / flash: causal without a mask
-        if self.attn == "eager":
+        if start:  # rows from ``start`` see the cached prefix and, causally, each other
+            visible = torch.arange(start + bucket, device=h.device).view(1, -1) <= (torch.arange(bucket, device=h.device) + start).view(-1, 1)
+            mask = visible if self.attn != "eager" else torch.where(visible, 0.0, torch.finfo(h.dtype).min).to(h.dtype)
+            mask = mask.view(1, 1, bucket, start + bucket)
+        elif self.attn == "eager":
             mask = torch.full((bucket, bucket), torch.finfo(h.dtype).min, dtype=h.dtype, device=h.device).triu(1).view(1, 1, bucket, bucket)
         deep = self._deep[:n_deep]
         for i, (layer, k, v) in enumerate(zip(self._prefill_stack, self._keys, self._values)):
-            h = layer_fn(layer, h, mask, text_pos, _LayerKV(k, v), position_embeddings)
+            h = layer_fn(layer, h, mask, text_pos, _LayerKV(k, v, start=start), position_embeddings)
             if i < n_deep:
                 h = h + deep[i][:, :bucket]  # deepstack: zero rows except at the image tokens
         h = lm.norm(h)

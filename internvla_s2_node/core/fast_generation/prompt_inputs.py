@@ -16,8 +16,11 @@ class _Prompt:
     length: int
     bucket: int
     delta: int  # mrope position minus text position, for the decode steps
-    n_image_tokens: int
-    device_rows: torch.Tensor  # [5, bucket] on the device: ids, 3 mrope rows, image-token index
+    n_image_tokens: int  # in the prefilled rows
+    device_rows: torch.Tensor  # [5, bucket] on the device: ids, 3 mrope rows, image-token index (prefilled rows)
+    start: int = 0  # first prefilled position; the K/V before it are the last prompt's (prefix reuse)
+    image_skip: int = 0  # image tokens before ``start`` (their feature rows are not scattered again)
+    all_ids: torch.Tensor | None = None  # the whole prompt's ids on the device (repetition penalty)
 
 
 
@@ -66,23 +69,60 @@ class PromptInputsMixin:
         pos, deltas = self.base.get_rope_index(input_ids, **kwargs)
         return pos, int(deltas.reshape(-1)[0])
 
+    def _reusable_prefix(self, ids: list[int], entries: list[_FrameEntry]) -> int:
+        """How many leading positions of this prompt hold the same tokens, and the same frames at its
+        image tokens, as the prompt whose K/V the cache holds: rounded down to a bucket, at most all but
+        the last token (0 without ``prefix_reuse``)."""
+        cached = self._kv_prompt if self.prefix_reuse else None
+        if cached is None:
+            return 0
+        prev_ids, prev_entries = cached
+        limit = min(len(prev_ids), len(ids) - 1)
+        n = 0
+        while n < limit and ids[n] == prev_ids[n]:
+            n += 1
+        pos, k, img = 0, 0, self.image_token_id
+        while pos < n:  # every image that begins in the common prefix must be the same frame
+            if ids[pos] != img:
+                pos += 1
+                continue
+            if k >= len(entries) or k >= len(prev_entries) or entries[k] is not prev_entries[k]:
+                n = pos
+                break
+            pos += entries[k].n_tokens
+            k += 1
+        return n // PREFILL_BUCKET * PREFILL_BUCKET
+
     def _prompt_inputs(self, ids: list[int], entries: list[_FrameEntry]) -> _Prompt:
         """Host side of the prefill: bucket, mrope positions (``get_rope_index``), image-token index; on
-        the device as one upload that does not wait for the GPU (pinned memory)."""
+        the device as one upload that does not wait for the GPU (pinned memory). With prefix reuse only
+        the rows from ``start`` are prefilled."""
         L = len(ids)
-        bucket = -(-L // PREFILL_BUCKET) * PREFILL_BUCKET
-        self._ensure_capacity(bucket + self.max_new_tokens)
+        start = self._reusable_prefix(ids, entries)
+        bucket = -(-(L - start) // PREFILL_BUCKET) * PREFILL_BUCKET
+        if start and start + bucket + self.max_new_tokens > self._capacity:
+            start, bucket = 0, -(-L // PREFILL_BUCKET) * PREFILL_BUCKET  # the cache grows: nothing kept
+        self._ensure_capacity(start + bucket + self.max_new_tokens)
         input_ids = torch.tensor([ids], dtype=torch.long)
         mpos, delta = self._position_ids(ids, input_ids, [e.grid for e in entries])
         # Pad at the end: token 0, positions continuing after the last one (real tokens never see them).
-        pad = bucket - L
+        n = L - start
+        pad = bucket - n
         last_pos = int(mpos.max()) if L else -1
         cuda = self.device.type == "cuda"
         host = torch.zeros(5, bucket, dtype=torch.long, pin_memory=cuda)
-        host[0, :L] = input_ids[0]
-        host[1:4, :L] = mpos[:, 0]
-        host[1:4, L:] = torch.arange(last_pos + 1, last_pos + 1 + pad)
-        img_pos = torch.nonzero(input_ids[0] == self.image_token_id).flatten()
+        host[0, :n] = input_ids[0, start:]
+        host[1:4, :n] = mpos[:, 0, start:]
+        host[1:4, n:] = torch.arange(last_pos + 1, last_pos + 1 + pad)
+        img_all = torch.nonzero(input_ids[0] == self.image_token_id).flatten()
+        skip = int((img_all < start).sum())
+        img_pos = img_all[skip:] - start
         n_img = int(img_pos.numel())
         host[4, :n_img] = img_pos
-        return _Prompt(L, bucket, delta, n_img, host.to(self.device, non_blocking=cuda))
+        all_ids = None
+        if self.repetition_penalty != 1.0:
+            all_ids = (input_ids[0].pin_memory() if cuda else input_ids[0]).to(self.device, non_blocking=cuda)
+        self.stats["prompt_tokens"] += L
+        self.stats["prefix_tokens_reused"] += start
+        self.last_prefix = (start, L)
+        return _Prompt(L, bucket, delta, n_img, host.to(self.device, non_blocking=cuda), start, skip, all_ids)
