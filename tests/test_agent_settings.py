@@ -42,3 +42,20 @@ def test_sim_params_project_pixels_from_the_simulator_camera_height():
     # The S2 node turns pixel goals into points with camera_extrinsic.z: it must be the simulated camera's height.
     params = yaml.safe_load((REPO / "config" / "sim.yaml").read_text())["s2_node"]["ros__parameters"]
     assert params["camera_extrinsic"]["z"] == SimConfig().camera_height
+
+
+def test_evaluation_takes_the_agent_setting_by_name(tmp_path):
+    from internvla_s2_node.evaluation.cli import config_from_args, parse_args
+    from internvla_s2_node.evaluation.provenance import identity
+    from internvla_s2_node.evaluation.runner import EvalConfig
+    from internvla_s2_node.evaluation.s2_session import ros_arguments
+
+    default = config_from_args(parse_args(["--out", str(tmp_path)]))
+    rxr = config_from_args(parse_args(["--out", str(tmp_path), "--agent", "rxr"]))
+    assert default.sim_config.camera_height == 1.25 and default.sim_config.agent_radius == 0.1
+    assert (rxr.sim_config.agent_height, rxr.sim_config.agent_radius, rxr.sim_config.camera_height) == (0.88, 0.18, 0.88)
+    # The S2 node projects pixel goals from the simulated camera's height, whichever setting runs.
+    assert "camera_extrinsic.z:=0.88" in ros_arguments(rxr) and "camera_extrinsic.z:=1.25" in ros_arguments(default)
+    assert "agent" not in identity(default, "oracle") and identity(rxr, "oracle")["agent"] == "rxr"
+    with pytest.raises(ValueError, match="agent must be one of"):
+        EvalConfig(out=tmp_path, agent="r2x")

@@ -86,6 +86,8 @@ def parse_args(argv=None, ros_args=()) -> argparse.Namespace:
                    help="reproduce upstream's evaluator loop: when the waypoint follower stops, count a step and "
                         "decide on the same frame again (README 'What the model sees and says')")
     p.add_argument("--no-maps", action="store_true", help="skip the per-episode top-down maps")
+    p.add_argument("--agent", choices=("r2r", "rxr"), default="r2r",
+                   help="agent and camera: r2r (1.5 m tall, radius 0.1 m, camera 1.25 m; default) or rxr (0.88 m, 0.18 m, 0.88 m)")
     p.add_argument("--size", type=_size, default="640x480", help="camera WxH (default VLN-CE R2R %(default)s)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -106,6 +108,7 @@ def config_from_args(args: argparse.Namespace, ros_args=()) -> EvalConfig:
         world_size=env_world if args.world_size is None else args.world_size, domain_id=args.domain_id,
         s2_timeout_s=args.s2_timeout, s2_mode=args.s2_mode, ros_args=tuple(ros_args), maps=not args.no_maps, seed=args.seed,
         width=width, height=height, progress=not args.quiet, record=args.record, upstream_loop=args.upstream_loop,
+        agent=args.agent,
     )
 
 

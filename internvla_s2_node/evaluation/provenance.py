@@ -42,6 +42,8 @@ def identity(cfg, policy: str) -> dict:
     ident = {"policy": policy, "backend": cfg.backend, "episodes": str(cfg.episodes or "bundled"),
              "scenes_dir": cfg.scenes_dir, "max_steps": cfg.max_steps, "size": f"{cfg.width}x{cfg.height}",
              "seed": cfg.seed, "upstream_loop": cfg.upstream_loop}
+    if cfg.agent != "r2r":  # only when not the default, so runs recorded before stay resumable
+        ident["agent"] = cfg.agent
     if policy == "s2":
         if cfg.s2_mode == "external":
             ident["model"] = "external S2 node"

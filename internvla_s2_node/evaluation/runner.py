@@ -16,7 +16,7 @@ from typing import Iterator
 
 from tqdm import tqdm
 
-from ..sim.backend import SimBackend, SimConfig
+from ..sim.backend import AGENT_SETTINGS, DEFAULT_AGENT_SETTING, SimBackend, SimConfig
 from ..sim.episodes import Episode, load_episodes, shard
 from ..sim.loop import DEFAULT_MAX_STEPS, LoopConfig, run_episode
 from ..sim.policies import OraclePolicy, Policy, RandomPolicy
@@ -54,6 +54,7 @@ class EvalConfig:
     progress: bool = True
     record: str | None = None  # write oracle episodes as LeRobot training data here
     upstream_loop: bool = False  # sim.loop.LoopConfig.upstream_evaluator: count the follower-stop step, repeat the frame
+    agent: str = DEFAULT_AGENT_SETTING  # sim.backend.AGENT_SETTINGS: "r2r" (1.5 m, r 0.1 m, camera 1.25 m) or "rxr"
 
     def __post_init__(self) -> None:
         self.out = pathlib.Path(self.out)
@@ -76,12 +77,14 @@ class EvalConfig:
             problems.append("--record writes oracle episodes: add --policy oracle")
         if self.s2_timeout_s <= 0:
             problems.append("s2_timeout_s must be > 0")
+        if self.agent not in AGENT_SETTINGS:
+            problems.append(f"agent must be one of {sorted(AGENT_SETTINGS)}, got {self.agent!r}")
         if problems:
             raise ValueError("invalid evaluation config: " + "; ".join(problems))
 
     @property
     def sim_config(self) -> SimConfig:
-        return SimConfig(width=self.width, height=self.height, seed=self.seed)
+        return SimConfig.for_agent(self.agent, width=self.width, height=self.height, seed=self.seed)
 
     def policy_dir(self, policy: str) -> pathlib.Path:
         return self.out / policy

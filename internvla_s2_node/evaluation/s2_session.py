@@ -22,7 +22,7 @@ from ..core.types import Decision
 from ..ros.executor import spinning
 from ..ros.share import config_file
 from ..ros.sim_bridge import SimBridge
-from ..sim.backend import Observation
+from ..sim.backend import Observation, SimConfig
 from ..sim.loop import PolicyFailure
 from ..sim.policies import Policy
 
@@ -108,7 +108,9 @@ def ros_arguments(cfg) -> list[str]:
     args = ["--ros-args"]
     for f in sim_params_files(cfg.params_file):
         args += ["--params-file", f]
-    return args + ["-p", f"model_path:={cfg.model}"]
+    # The node projects pixel goals with camera_extrinsic.z: the simulated camera's height (sim.yaml has R2R's).
+    camera_z = SimConfig.for_agent(cfg.agent).camera_height
+    return args + ["-p", f"model_path:={cfg.model}", "-p", f"camera_extrinsic.z:={camera_z}"]
 
 
 def shard_domain_id(cfg) -> int:
