@@ -16,6 +16,7 @@ S2CC=${S2CC:-/tmp/s2_compile_cache}  # (not CC: that names the C compiler, which
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv,noheader | tee "$OUT/startup_env.txt"
 $PY -c "import torch, transformers, platform; print('python', platform.python_version(), 'torch', torch.__version__, 'cuda', torch.version.cuda, 'transformers', transformers.__version__)" | tee -a "$OUT/startup_env.txt"
 for size in ${SIZES:-8B q25-7B 2B}; do
+  [ "$size" = none ] && continue
   for label in cold warm; do
     L=$(left)
     if [ "$L" -lt 60 ]; then echo "SKIPPED $size $label: ${L}s of the budget left" | tee -a "$OUT/startup.log"; continue; fi
@@ -29,6 +30,7 @@ for size in ${SIZES:-8B q25-7B 2B}; do
 done
 # Upstream's way and the fast path interleaved (steps p50/p90 within this run), on the caches warmed above.
 for size in ${STEP_SIZES:-8B q25-7B 2B}; do
+  [ "$size" = none ] && continue  # STEP_SIZES=none: no step comparison
   L=$(left)
   if [ "$L" -lt 75 ]; then echo "SKIPPED step comparison $size: ${L}s of the budget left" | tee -a "$OUT/startup.log"; continue; fi
   timeout "$L" $PY benchmarks/s2_step.py --sizes "$size" --steps "${CMP_STEPS:-24}" --warmup-steps 3 --new-tokens 10 \
