@@ -5,6 +5,7 @@ process helpers. Used by tests/test_ros_*.py, test_fuzz_*.py, test_faults_*.py a
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import json
 import math
@@ -16,6 +17,8 @@ from typing import Any, Callable
 
 import numpy as np
 from nav_msgs.msg import Odometry
+import rclpy
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from std_msgs.msg import Header, String
@@ -222,6 +225,25 @@ class Probe(Node):
         """All five input publishers are matched by the node's subscriptions."""
         pubs = (self.image_pub, self.depth_pub, self.info_pub, self.odom_pub, self.instruction_pub)
         return all(p.get_subscription_count() > 0 for p in pubs)
+
+
+@contextlib.contextmanager
+def probe_on(domain: int, target: str):
+    """A Probe node on its own context and executor (spun on a thread) in ``domain``."""
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx, domain_id=domain)
+    probe = Probe(target=target, context=ctx)
+    executor = SingleThreadedExecutor(context=ctx)
+    executor.add_node(probe)
+    thread = threading.Thread(target=executor.spin, daemon=True)
+    thread.start()
+    try:
+        yield probe
+    finally:
+        executor.shutdown()
+        probe.destroy_node()
+        rclpy.shutdown(context=ctx)
+        thread.join(5)
 
 
 def _import_type(dotted: str):

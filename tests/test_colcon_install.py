@@ -7,13 +7,13 @@ exists; a ROS distribution has it too); skipped otherwise. Builds into tmp_path 
 
 from __future__ import annotations
 
-import ast
 import os
 import pathlib
 import subprocess
 import sys
 
 import pytest
+from package_info import console_scripts
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 PY = f"python{sys.version_info.major}.{sys.version_info.minor}"
@@ -22,16 +22,6 @@ COLCON = pathlib.Path(sys.executable).parent / "colcon"
 if not COLCON.exists():
     pytest.skip(f"colcon is not installed in this venv ({COLCON}): install the ROS 2 launch kit "
                 "(scripts/test.sh does when ../shared/ros2-launch-kit exists)", allow_module_level=True)
-
-
-def console_scripts() -> set[str]:
-    tree = ast.parse((ROOT / "setup.py").read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Dict):
-            for k, v in zip(node.keys, node.values):
-                if isinstance(k, ast.Constant) and k.value == "console_scripts":
-                    return {ast.literal_eval(e).split("=")[0].strip() for e in v.elts}
-    raise AssertionError("no console_scripts in setup.py")
 
 
 def data_files() -> set[str]:

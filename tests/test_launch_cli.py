@@ -16,7 +16,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -30,8 +29,6 @@ except (PackageNotFoundError, OSError):  # OSError: AMENT_PREFIX_PATH unset
     pytest.skip("internvla_s2 is not in the ament index: build ros2_ws with colcon and source its "
                 "install/setup.bash (scripts/test.sh does)", allow_module_level=True)
 
-import rclpy  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
 import ros_helpers as T  # noqa: E402
 from ros_domains import domain  # noqa: E402
@@ -89,24 +86,6 @@ def environ_of(pid: int) -> dict[str, str]:
     return dict(item.decode(errors="replace").split("=", 1) for item in raw if b"=" in item)
 
 
-@contextlib.contextmanager
-def probe_on(domain: int, target: str):
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=domain)
-    probe = T.Probe(target=target, context=ctx)
-    executor = SingleThreadedExecutor(context=ctx)
-    executor.add_node(probe)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
-    try:
-        yield probe
-    finally:
-        executor.shutdown()
-        probe.destroy_node()
-        rclpy.shutdown(context=ctx)
-        thread.join(5)
-
-
 def test_params_file_backbone_swap_and_ctrl_c(tmp_path):
     """robot.launch.py with a one-line params file (tiny:qwen3_vl -> tiny:qwen2_5_vl), namespace,
     action_executor and the packaged DDS profile; then Ctrl-C ends every process cleanly."""
@@ -115,7 +94,7 @@ def test_params_file_backbone_swap_and_ctrl_c(tmp_path):
     launch = Launch(tmp_path / "launch.log", "robot.launch.py", DOMAIN, f"params_file:={params}",
                     "namespace:=robot1", "use_action_executor:=true", "dds_profile:=config/fastdds_large_frames.xml")
     try:
-        with probe_on(DOMAIN, "/robot1/s2_node") as probe:
+        with T.probe_on(DOMAIN, "/robot1/s2_node") as probe:
             diag = probe.wait_diagnostics(lambda d: d.get("state") == "active", timeout=LOAD_TIMEOUT_S)
             assert diag, launch.text()[-3000:]
             assert diag["backbone"] == "qwen2_5_vl", diag

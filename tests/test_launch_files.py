@@ -20,22 +20,13 @@ import pytest
 pytest.importorskip("rclpy")
 
 from internvla_s2_node.ros import params  # noqa: E402
+from package_info import console_scripts  # noqa: E402
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LAUNCH_FILES = sorted((ROOT / "launch").glob("*.launch.py"))
 TOPIC_ARGS = {"image", "depth", "camera_info", "odom", "instruction", "cmd_vel"}
 DECLARED = {"s2_node": {s.name for s in params.S2_SPECS}, "action_executor": {s.name for s in params.EXECUTOR_SPECS}}
 EVERY_NODE = {"use_sim_time"}
-
-
-def console_scripts() -> set[str]:
-    tree = ast.parse((ROOT / "setup.py").read_text())
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Dict):
-            for k, v in zip(node.keys, node.values):
-                if isinstance(k, ast.Constant) and k.value == "console_scripts":
-                    return {ast.literal_eval(e).split("=")[0].strip() for e in v.elts}
-    raise AssertionError("no console_scripts in setup.py")
 
 
 def calls(tree, name: str):

@@ -11,10 +11,8 @@ backbone swap, Ctrl-C, sim.launch.py).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import pathlib
-import threading
 import time
 
 import pytest
@@ -28,12 +26,10 @@ except (PackageNotFoundError, OSError):  # OSError: AMENT_PREFIX_PATH unset
     pytest.skip("internvla_s2 is not in the ament index: build ros2_ws with colcon and source its "
                 "install/setup.bash (scripts/test.sh does)", allow_module_level=True)
 
-import rclpy  # noqa: E402
 from launch import LaunchDescription  # noqa: E402
 from launch.actions import IncludeLaunchDescription, SetEnvironmentVariable  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 from lifecycle_msgs.srv import GetState  # noqa: E402
-from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 
 import ros_helpers as T  # noqa: E402
 from ros_domains import domain  # noqa: E402
@@ -52,25 +48,6 @@ def robot_launch(domain: int, **arguments: str) -> LaunchDescription:
                                  launch_arguments=arguments.items()),
         launch_pytest.actions.ReadyToTest(),
     ])
-
-
-@contextlib.contextmanager
-def probe_on(domain: int, target: str):
-    """A Probe node on its own context and executor (spun on a thread) in ``domain``."""
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx, domain_id=domain)
-    probe = T.Probe(target=target, context=ctx)
-    executor = SingleThreadedExecutor(context=ctx)
-    executor.add_node(probe)
-    thread = threading.Thread(target=executor.spin, daemon=True)
-    thread.start()
-    try:
-        yield probe
-    finally:
-        executor.shutdown()
-        probe.destroy_node()
-        rclpy.shutdown(context=ctx)
-        thread.join(5)
 
 
 def lifecycle_state(probe, node: str) -> str:
@@ -100,7 +77,7 @@ def default_robot():
 
 @pytest.fixture(scope="module")
 def robot_probe():
-    with probe_on(DOMAIN_ROBOT, "/s2_node") as probe:
+    with T.probe_on(DOMAIN_ROBOT, "/s2_node") as probe:
         yield probe
 
 
