@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--on-bad-data", choices=("raise", "skip"), default=defaults["on_bad_data"])
     g.add_argument("--max-samples", type=int, default=None)
     g.add_argument("--num-workers", type=int, default=defaults["num_workers"])
+    g.add_argument("--frame-cache", default=None, help="folder where each episode's resized front frames are kept after their first decode (one uint8 .npy per "
+                   "episode, resize_w*resize_h*3 bytes a frame); an episode with an unreadable front frame is then skipped whole")
     g.add_argument("--data-flatten", action="store_true", help="sequence packing (refused for Qwen3-VL)")
     m = p.add_argument_group("model")
     m.add_argument("--model", default=None, help="checkpoint directory (overrides --model-size)")

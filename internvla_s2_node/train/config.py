@@ -39,6 +39,7 @@ class TrainConfig:
     min_pixels: int | None = 3136
     max_pixels: int | None = 313600
     on_bad_data: str = "skip"
+    frame_cache: str | None = None  # folder for decoded+resized front frames (one .npy per episode)
     max_samples: int | None = None
     # Which parts train.
     tune_vision: bool = True

@@ -2,15 +2,20 @@
 
 Frames are prepared as the engine prepares them: history and current frames resized to
 ``resize_w x resize_h`` (core.images.resize_rgb), the look-down frame at full resolution
-(its pixel goal is in that frame's pixels). The conjunction phrases are drawn from a
+(its pixel goal is in that frame's pixels). With ``frame_cache`` each episode's front frames
+are decoded and resized once and kept as one uint8 ``.npy`` per episode (the same arrays, so the
+model sees the same pixels: tests/test_train_frame_cache.py). The conjunction phrases are drawn from a
 generator seeded by (seed, sample index, epoch), so every process builds the same text and
 each epoch draws new phrases (as upstream draws them at every fetch).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import random
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +27,7 @@ from .lerobot_data import DataError, Episode
 from .samples import SampleKind, SampleSpec, build_messages, history_of
 
 log = logging.getLogger(__name__)
+OPEN_EPISODES = 2048  # memory maps of cached episodes kept open per process
 
 
 def load_rgb(episode: Episode, frame: int, look_down: bool) -> np.ndarray:
@@ -44,10 +50,13 @@ class S2Dataset(torch.utils.data.Dataset):
         seed: int = 0,
         on_error: str = "skip",
         max_retries: int = 8,
+        frame_cache: str | os.PathLike | None = None,
     ) -> None:
         self.episodes = episodes
         self.specs = specs
         self.processor = processor
+        self.frame_cache = Path(frame_cache) if frame_cache else None
+        self._open: dict[int, np.ndarray] = {}  # episode id -> its cached frames (memory-mapped), per process
         self.num_history = num_history
         self.resize = resize
         self.seed = seed
@@ -78,9 +87,8 @@ class S2Dataset(torch.utils.data.Dataset):
         """The sample's messages (answers included) and its images in prompt order."""
         spec = self.specs[index]
         episode = self.episodes[spec.episode]
-        width, height = self.resize
-        history = [resize_rgb(load_rgb(episode, t, False), width, height) for t in history_of(spec, self.num_history)]
-        current = resize_rgb(load_rgb(episode, spec.frame, False), width, height)
+        history = [self.front(spec.episode, t) for t in history_of(spec, self.num_history)]
+        current = self.front(spec.episode, spec.frame)
         look_down = None
         if spec.kind == SampleKind.PIXEL_GOAL:
             look_down = Image.fromarray(load_rgb(episode, spec.frame, True))
@@ -90,9 +98,55 @@ class S2Dataset(torch.utils.data.Dataset):
         images = [*history, current] + ([look_down] if look_down is not None else [])
         return messages, images
 
+    def front(self, episode_id: int, frame: int) -> Image.Image:
+        """History/current frame ``frame`` of episode ``episode_id``, resized to the model input."""
+        episode = self.episodes[episode_id]
+        width, height = self.resize
+        if self.frame_cache is None:
+            return resize_rgb(load_rgb(episode, frame, False), width, height)
+        frames = self._open.get(episode_id)
+        if frames is None:
+            if len(self._open) >= OPEN_EPISODES:
+                self._open.pop(next(iter(self._open)))
+            frames = self._open[episode_id] = self._cached_fronts(episode)
+        if not 0 <= frame < len(frames):
+            episode.frame_path(frame, False)  # raises the out-of-range DataError
+        return Image.fromarray(np.asarray(frames[frame]))
+
+    def _cached_fronts(self, episode: Episode) -> np.ndarray:
+        path = self.frame_cache / f"{_cache_key(episode, self.resize)}.npy"
+        try:
+            frames = np.load(path, mmap_mode="r")
+            if frames.shape == (episode.length, self.resize[1], self.resize[0], 3):
+                return frames
+        except (OSError, ValueError):
+            pass
+        width, height = self.resize
+        frames = np.stack([np.asarray(resize_rgb(load_rgb(episode, t, False), width, height)) for t in range(episode.length)])
+        tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.save(tmp, frames)
+            os.replace(tmp, path)  # workers may race on an episode: both write the same bytes
+        except OSError as exc:
+            log.warning("frame cache: cannot write %s (%s); this episode's frames stay in memory", path, exc)
+        return frames
+
     def encode(self, index: int, epoch: int = 0) -> dict[str, torch.Tensor]:
         messages, images = self.conversation(index, epoch)
         return encode_conversation(self.processor, messages, images)
+
+
+def _cache_key(episode: Episode, resize: tuple[int, int]) -> str:
+    """Names the cached frames by their source folder, episode, size and first frame's mtime and size."""
+    first = episode.frame_path(0, False)
+    try:
+        stat = first.stat()
+        stamp = f"{stat.st_mtime_ns}:{stat.st_size}"
+    except OSError as exc:
+        raise DataError(f"episode {episode.index} of {episode.scene}: cannot read frame {first} ({exc})") from exc
+    source = f"{first.parent.resolve()}|{episode.index}|{episode.length}|{resize[0]}x{resize[1]}|{stamp}"
+    return f"episode_{episode.index:06d}_{hashlib.sha1(source.encode()).hexdigest()[:16]}"
 
 
 def _check_pixel(spec: SampleSpec, look_down: Image.Image, episode: Episode) -> None:
@@ -124,7 +178,10 @@ def prepare_data(cfg, processor):
     summary = {**report.to_json(), "summary": report.summary(), "samples": len(specs), "samples_by_kind": dict(kinds)}
     if not specs:
         raise NoSamples(f"no training samples in {cfg.data}: {report.summary()}{_first_reasons(report.skipped)}", summary)
-    dataset = S2Dataset(episodes, specs, processor, cfg.num_history, (cfg.resize_w, cfg.resize_h), cfg.seed, cfg.on_bad_data)
+    dataset = S2Dataset(
+        episodes, specs, processor, cfg.num_history, (cfg.resize_w, cfg.resize_h), cfg.seed, cfg.on_bad_data,
+        frame_cache=cfg.frame_cache,
+    )  # fmt: skip
     return dataset, summary
 
 
