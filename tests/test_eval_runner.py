@@ -117,3 +117,18 @@ def test_upstream_loop_switch_and_a_skipped_recording_keeps_the_episode(tmp_path
     assert summary["oracle"]["episodes"] == 1
     (record,) = results.read_records(tmp_path / "rec" / "oracle")
     assert record["recording"] is None and "did not end with STOP" in record["recording_skipped"]
+
+
+def test_each_map_is_titled_with_policy_metrics_and_instruction(tmp_path, monkeypatch):
+    from internvla_s2_node.sim import viz
+
+    titles = []
+    real = viz.plot_episode
+    monkeypatch.setattr(viz, "plot_episode", lambda *a, title=None, **k: (titles.append(title), real(*a, title=title, **k))[1])
+    evaluate(EvalConfig(out=tmp_path, policies=("oracle",), limit=1, **dict(FAST, maps=True)))
+    (title,) = titles
+    (record,) = results.read_records(tmp_path / "oracle")
+    assert title.startswith("oracle episode ") and "SR 1" in title and " NE " in title
+    instruction_words = title.split("\n", 1)[1].split()
+    assert len(instruction_words) >= 5  # the wrapped instruction under the metrics line
+    assert (tmp_path / "oracle" / "maps" / f"episode_{record['episode_id']}.png").is_file()

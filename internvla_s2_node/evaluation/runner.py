@@ -165,10 +165,10 @@ def _run_one(cfg: EvalConfig, name: str, episode: Episode, backend: SimBackend, 
     if publish is not None:
         publish(record)
     if cfg.maps:
-        from ..sim.viz import plot_episode
+        from ..sim.viz import episode_title, plot_episode
 
         png = cfg.policy_dir(name) / "maps" / f"episode_{episode.episode_id}.png"
-        plot_episode(png, result, backend.navigation_grid(), episode, title=f"{name}: episode {episode.episode_id}")
+        plot_episode(png, result, backend.navigation_grid(), episode, title=f"{name} {episode_title(result, episode)}")
         record["map"] = str(png)
     return record
 
