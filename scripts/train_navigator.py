@@ -68,22 +68,28 @@ def record(args) -> None:
         save_episodes(shard_file, shard_episodes)
         cmd = [sys.executable, "-c", "import sys; from internvla_s2_node.evaluation.cli import main; sys.exit(main(sys.argv[1:]))",
                "--policy", "oracle", "--record", str(args.work / "data"), "--episodes", str(shard_file),
-               "--scenes-dir", str(args.work / "houses" / "scenes"), "--no-maps", "--quiet",
+               "--scenes-dir", str(args.work / "houses" / "scenes"), "--no-maps", "--quiet", "--no-record-depth",
                "--out", str(args.work / "record_eval" / f"rank_{rank}")]
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=open(args.work / f"record_{rank}.log", "w")))
-    start = time.time()
+    start = shown = time.time()
     while time.time() - start < args.record_seconds and any(p.poll() is None for p in procs):
-        time.sleep(5)
-        done = sum(len(f.read_text().splitlines()) for f in (args.work / "record_eval").rglob("*.jsonl"))
-        print(f"record: {time.time() - start:.0f}s, {done} episodes", flush=True)
+        time.sleep(1)
+        if time.time() - shown >= 10:
+            shown = time.time()
+            print(f"record: {shown - start:.0f}s, {recorded(args)} episodes", flush=True)
     for p in procs:
         if p.poll() is None:
             p.terminate()
     for p in procs:
         p.wait()
-    print(f"record: stopped after {time.time() - start:.0f}s", flush=True)
+    elapsed = time.time() - start
+    print(f"record: stopped after {elapsed:.0f}s, {recorded(args)} episodes ({recorded(args) / elapsed:.2f}/s)", flush=True)
     if not (args.work / "data").is_dir():
         raise SystemExit(f"record: nothing recorded; see {args.work}/record_0.log")
+
+
+def recorded(args) -> int:
+    return sum(len(f.read_text().splitlines()) for f in (args.work / "record_eval").rglob("*.jsonl"))
 
 
 def init(args) -> None:
@@ -124,8 +130,8 @@ def train_args(args, max_steps: int) -> list[str]:
         "--learning-rate", str(args.lr), "--vision-lr", str(args.lr), "--warmup-ratio", "0.03", "--weight-decay", "0.01",
         "--per-device-batch-size", str(args.batch), "--max-steps", str(max_steps), "--num-workers", str(args.workers),
         "--no-gradient-checkpointing", "--no-progress", "--logging-steps", "10",
-        "--save-steps", str(max(50, max_steps // 4)), "--save-total-limit", "1", "--seed", "42",
-        "--sample-step", str(args.sample_step), "--stop-repeat", str(args.stop_repeat),
+        "--save-steps", str(max(50, max_steps // args.checkpoints)), "--save-total-limit", str(args.checkpoints), "--seed", "42",
+        "--sample-step", str(args.sample_step), "--stop-repeat", str(args.stop_repeat), "--frame-cache", str(args.work / "frame_cache"),
     ]  # fmt: skip
 
 
@@ -193,6 +199,7 @@ def main(argv=None) -> int:
     p.add_argument("--init-from", help="start from this checkpoint instead of the random init (a second round)")
     p.add_argument("--sample-step", type=int, default=4)
     p.add_argument("--stop-repeat", type=int, default=5)
+    p.add_argument("--checkpoints", type=int, default=1, help="keep this many checkpoints, evenly spaced (for a held-out SR curve)")
     p.add_argument("--export-dir", default="internvla_s2_node/assets/navigator")
     p.add_argument("--shard-mb", type=int, default=100)
     args = p.parse_args(argv)

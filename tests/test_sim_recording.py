@@ -28,3 +28,23 @@ def test_oracle_recordings_become_training_samples(tmp_path):
 def test_record_needs_the_oracle(tmp_path):
     with pytest.raises(ValueError, match="oracle"):
         EvalConfig(out=tmp_path, policies=("random",), record=str(tmp_path / "rec"))
+
+
+def test_recording_without_depth_keeps_the_rgb_frames_and_labels(tmp_path):
+    import pyarrow.parquet as pq
+
+    runs = {}
+    for depth in (True, False):
+        rec = tmp_path / f"rec_{depth}"
+        evaluate(EvalConfig(out=tmp_path / f"out_{depth}", policies=("oracle",), limit=1, width=128, height=96, maps=False,
+                            progress=False, record=str(rec), record_depth=depth))
+        runs[depth] = rec
+    files = {d: sorted(p.relative_to(rec) for p in rec.rglob("*") if p.is_file() and "meta" not in p.parts) for d, rec in runs.items()}
+    depth_files = [f for f in files[True] if "observation.images.depth" in str(f)]
+    assert depth_files and files[False] == [f for f in files[True] if f not in depth_files]
+    for f in files[False]:
+        if f.suffix == ".parquet":
+            assert pq.read_table(runs[True] / f).equals(pq.read_table(runs[False] / f))
+        else:
+            assert (runs[True] / f).read_bytes() == (runs[False] / f).read_bytes(), f
+    assert (runs[True] / f.parts[0] / "meta" / "episodes.jsonl").read_text() == (runs[False] / f.parts[0] / "meta" / "episodes.jsonl").read_text()

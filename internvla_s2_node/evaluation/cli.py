@@ -82,6 +82,8 @@ def parse_args(argv=None, ros_args=()) -> argparse.Namespace:
     p.add_argument("--s2-mode", choices=S2_MODES, default="inprocess",
                    help="S2 node in this process, as a child process, or started elsewhere (default %(default)s)")
     p.add_argument("--record", help="also write the oracle's episodes as LeRobot training data under this folder")
+    p.add_argument("--no-record-depth", dest="record_depth", action="store_false",
+                   help="record without the look-down depth images (internvla-s2-train reads RGB only; the RGB frames are the same)")
     p.add_argument("--upstream-loop", action="store_true",
                    help="reproduce upstream's evaluator loop: when the waypoint follower stops, count a step and "
                         "decide on the same frame again (README 'What the model sees and says')")
@@ -107,7 +109,7 @@ def config_from_args(args: argparse.Namespace, ros_args=()) -> EvalConfig:
         limit=args.limit, rank=env_rank if args.rank is None else args.rank,
         world_size=env_world if args.world_size is None else args.world_size, domain_id=args.domain_id,
         s2_timeout_s=args.s2_timeout, s2_mode=args.s2_mode, ros_args=tuple(ros_args), maps=not args.no_maps, seed=args.seed,
-        width=width, height=height, progress=not args.quiet, record=args.record, upstream_loop=args.upstream_loop,
+        width=width, height=height, progress=not args.quiet, record=args.record, record_depth=args.record_depth, upstream_loop=args.upstream_loop,
         agent=args.agent,
     )
 

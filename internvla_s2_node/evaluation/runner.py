@@ -53,6 +53,7 @@ class EvalConfig:
     height: int = 480
     progress: bool = True
     record: str | None = None  # write oracle episodes as LeRobot training data here
+    record_depth: bool = True  # with them the look-down depth images (the trainer does not read them)
     upstream_loop: bool = False  # sim.loop.LoopConfig.upstream_evaluator: count the follower-stop step, repeat the frame
     agent: str = DEFAULT_AGENT_SETTING  # sim.backend.AGENT_SETTINGS: "r2r" (1.5 m, r 0.1 m, camera 1.25 m) or "rxr"
 
@@ -156,7 +157,8 @@ def _run_one(cfg: EvalConfig, name: str, episode: Episode, backend: SimBackend, 
         from ..sim.recorder import NotRecordable, record_episode
 
         try:
-            record["recording"] = str(record_episode(backend, episode, result, cfg.record, _episode_index(episode)))
+            record["recording"] = str(record_episode(backend, episode, result, cfg.record, _episode_index(episode),
+                                                          depth=cfg.record_depth))
         except NotRecordable as exc:  # e.g. an episode that ran out of steps: its result is still kept
             log.warning("episode %s not recorded: %s", episode.episode_id, exc)
             record["recording"] = None

@@ -209,9 +209,10 @@ class HabitatBackend(SimBackend):
         self._agent().set_state(state, reset_sensors=True)
         self._pitch_deg = 0.0
 
-    def place(self, position, yaw: float, pitch_deg: float = 0.0) -> Observation:
+    def place(self, position, yaw: float, pitch_deg: float = 0.0, depth: bool = True) -> Observation:
         """Put the agent at ``position`` (world, on the navmesh) with heading ``yaw`` and the camera
-        tilted by ``pitch_deg`` in tilt steps (``Agent.set_state``, then look_down/look_up)."""
+        tilted by ``pitch_deg`` in tilt steps (``Agent.set_state``, then look_down/look_up). ``depth`` is
+        accepted for the recorder; Habitat renders its sensors together, so depth comes along."""
         self._set_agent(world_to_habitat(np.asarray(position, dtype=float)[:3]), yaw_to_habitat_quaternion(float(yaw)))
         cfg = self.config
         target = float(np.clip(pitch_deg, -cfg.max_tilt_deg, cfg.max_tilt_deg))

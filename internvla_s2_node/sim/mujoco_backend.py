@@ -104,15 +104,16 @@ class MujocoBackend(SimBackend):
         self.load_scene(episode.scene_id)
         return self.place(episode.start_world, episode.start_yaw)
 
-    def place(self, position, yaw: float, pitch_deg: float = 0.0) -> Observation:
-        """Put the agent at ``position`` (snapped to the floor) with heading ``yaw``."""
+    def place(self, position, yaw: float, pitch_deg: float = 0.0, depth: bool = True) -> Observation:
+        """Put the agent at ``position`` (snapped to the floor) with heading ``yaw``; ``depth=False``: no depth image
+        (one render pass instead of two; the RGB image is the same)."""
         if self.grid is None:
             raise RuntimeError("no scene loaded: call reset() or load_scene() first")
         self._position = self.grid.snap(position)
         self._yaw = wrap_angle(float(yaw))
         self._pitch_deg = float(np.clip(pitch_deg, -self.config.max_tilt_deg, self.config.max_tilt_deg))
         self._step = 0
-        return self._observe(False)
+        return self._observe(False, depth)
 
     def step(self, action: Action) -> Observation:
         if self.grid is None:
@@ -162,10 +163,10 @@ class MujocoBackend(SimBackend):
         self._model = self._data = None
 
     # ------------------------------------------------------------------ rendering
-    def _observe(self, collided: bool) -> Observation:
+    def _observe(self, collided: bool, with_depth: bool = True) -> Observation:
         rgb = depth = None
         if self.config.render:
-            rgb, depth = self.render()
+            rgb, depth = self.render(with_depth)
         return make_observation(self.config, self._position, self._yaw, self._pitch_deg, self._step, rgb, depth, collided)
 
     def camera_pose(self) -> tuple[np.ndarray, np.ndarray]:
@@ -175,8 +176,8 @@ class MujocoBackend(SimBackend):
         position = self._position + np.array([0.0, 0.0, self.config.camera_height])
         return position, r_world_optical
 
-    def render(self) -> tuple[np.ndarray, np.ndarray]:
-        """RGB (HxWx3 uint8) and depth (HxW float32 m) at the current agent pose."""
+    def render(self, depth: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """RGB (HxWx3 uint8) and depth (HxW float32 m, None with ``depth=False``) at the current agent pose."""
         mujoco = import_mujoco()
 
         self._ensure_model()
@@ -192,6 +193,8 @@ class MujocoBackend(SimBackend):
         renderer = self._renderer
         renderer.update_scene(self._data, camera=self._cam_id)
         rgb = renderer.render().copy()
+        if not depth:
+            return rgb, None
         renderer.enable_depth_rendering()
         try:
             renderer.update_scene(self._data, camera=self._cam_id)
