@@ -6,8 +6,8 @@ Stages (each may be run alone; paths under --work):
   record   oracle episodes of the training houses in LeRobot layout, one process per shard
            (internvla-s2-eval --policy oracle --record), stopped at --record-seconds
   init     the small Qwen3-VL: real vocabulary and chat template, random weights (train.small_model)
-  train    internvla-s2-train on the recordings; steps sized from a measured data-loading rate so
-           the run fits --train-seconds
+  train    internvla-s2-train on the recordings (with --frame-cache); steps sized from a 40-step probe of
+           real training steps so the run fits --train-seconds (or --steps)
   export   the trained checkpoint in bfloat16 safetensors (the package ships it in assets/navigator)
 
 Seeds: houses as above, episodes seeded by their house, model init seed 0, training seed 42.
@@ -20,6 +20,7 @@ import json
 import math
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import time
@@ -105,7 +106,7 @@ def export(args) -> None:
     import torch
     import transformers
 
-    run_dir = args.work / "run"
+    run_dir = pathlib.Path(args.export_from) if args.export_from else args.work / "run"
     if not (run_dir / "trainer_state.json").is_file():
         run_dir = max(run_dir.glob("checkpoint-*"), key=lambda d: int(d.name.split("-")[1]))
     state = json.loads((run_dir / "trainer_state.json").read_text())
@@ -123,9 +124,10 @@ def export(args) -> None:
     print(f"export: {run_dir} (step {state['step']} of {state['total_steps']}) -> {out}", flush=True)
 
 
-def train_args(args, max_steps: int) -> list[str]:
+def train_args(args, max_steps: int, output_dir: pathlib.Path | None = None) -> list[str]:
     return [
-        "--data", str(args.work / "data"), "--model", str(args.init_from or args.work / "init"), "--output-dir", str(args.work / "run"),
+        "--data", str(args.work / "data"), "--model", str(args.init_from or args.work / "init"),
+        "--output-dir", str(output_dir or args.work / "run"),
         "--resize-w", str(RESIZE), "--resize-h", str(RESIZE), "--max-pixels", str(MAX_PIXELS),
         "--learning-rate", str(args.lr), "--vision-lr", str(args.lr), "--warmup-ratio", "0.03", "--weight-decay", "0.01",
         "--per-device-batch-size", str(args.batch), "--max-steps", str(max_steps), "--num-workers", str(args.workers),
@@ -135,43 +137,35 @@ def train_args(args, max_steps: int) -> list[str]:
     ]  # fmt: skip
 
 
-def loading_rate(args, seconds: float = 20.0) -> float:
-    """Samples per second the DataLoader delivers with ``args.workers`` workers."""
-    import torch
+def training_rate(args, steps: int = 40) -> tuple[float, int]:
+    """Samples per second of real training steps (model, batch, loader and frame cache as in the run), between
+    the first logged step and the last of a ``steps``-step probe; and the number of samples. The loader alone
+    is no guide: with the frame cache it delivers far more than a step of this small model takes."""
+    from internvla_s2_node.train.cli import main as train_main
 
-    from internvla_s2_node.train.cli import build_parser, config_from_args
-    from internvla_s2_node.train.collate import PadCollator
-    from internvla_s2_node.train.dataset import prepare_data
-    from internvla_s2_node.train.model import configure_processor
-    from transformers import AutoProcessor
-
-    cfg = config_from_args(build_parser().parse_args(train_args(args, 1)))
-    processor = AutoProcessor.from_pretrained(args.init_from or args.work / "init")
-    configure_processor(processor, cfg)
-    dataset, report = prepare_data(cfg, processor)
-    print(f"data: {report['summary']}; {report['samples']} samples {report['samples_by_kind']}", flush=True)
-    loader = torch.utils.data.DataLoader(dataset, batch_size=args.batch, shuffle=True, num_workers=args.workers,
-                                         collate_fn=PadCollator(0))
-    start, count = None, 0
-    for batch in loader:
-        if start is None:
-            start = time.perf_counter()  # after the workers' start-up
-            continue
-        count += batch["input_ids"].shape[0]
-        if time.perf_counter() - start > seconds:
-            break
-    rate = count / (time.perf_counter() - start)
-    del loader
-    print(f"data loading: {rate:.1f} samples/s", flush=True)
-    return rate, report["samples"]
+    out = args.work / "probe"
+    shutil.rmtree(out, ignore_errors=True)
+    assert train_main(train_args(args, steps, out)) == 0
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines() if line.strip()]
+    first, last = log[0], log[-1]
+    rate = (last["samples"] - first["samples"]) / (last["elapsed_s"] - first["elapsed_s"])
+    samples = json.loads((out / "data_report.json").read_text())["samples"]
+    shutil.rmtree(out, ignore_errors=True)
+    print(f"training rate: {rate:.1f} samples/s (steps {first['step']}-{last['step']} of a {steps}-step probe); {samples} samples", flush=True)
+    return rate, samples
 
 
 def train(args) -> None:
     if args.steps:
         steps = args.steps
     else:
-        rate, samples = loading_rate(args)
-        steps = int(args.train_seconds * rate * 0.9 / args.batch)
+        rates = {}
+        for batch in args.probe_batches or [args.batch]:
+            args.batch = batch
+            rates[batch], samples = training_rate(args)
+        args.batch = max(rates, key=rates.get)
+        rate = rates[args.batch]
+        steps = int(args.train_seconds * rate * 0.95 / args.batch)
         steps = max(20, min(steps, int(math.ceil(args.max_epochs * samples / args.batch))))
     print(f"train: {steps} steps of batch {args.batch}", flush=True)
     from internvla_s2_node.train.cli import main as train_main
@@ -191,7 +185,7 @@ def main(argv=None) -> int:
     p.add_argument("--workers", type=int, default=15)
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--train-seconds", type=float, default=280)
+    p.add_argument("--train-seconds", type=float, default=280, help="training time the step count is sized for")
     p.add_argument("--max-epochs", type=float, default=3.0)
     p.add_argument("--steps", type=int, help="training steps (default: sized from the measured data-loading rate)")
     p.add_argument("--record-first-seed", type=int, default=TRAIN_FIRST_SEED, help="record houses from this seed on")
@@ -199,6 +193,8 @@ def main(argv=None) -> int:
     p.add_argument("--init-from", help="start from this checkpoint instead of the random init (a second round)")
     p.add_argument("--sample-step", type=int, default=4)
     p.add_argument("--stop-repeat", type=int, default=5)
+    p.add_argument("--probe-batches", type=int, nargs="+", help="probe these batch sizes and train with the one of most samples/s")
+    p.add_argument("--export-from", help="export this checkpoint folder (default: run/, or its newest checkpoint-N)")
     p.add_argument("--checkpoints", type=int, default=1, help="keep this many checkpoints, evenly spaced (for a held-out SR curve)")
     p.add_argument("--export-dir", default="internvla_s2_node/assets/navigator")
     p.add_argument("--shard-mb", type=int, default=100)
