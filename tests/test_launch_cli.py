@@ -21,13 +21,9 @@ import time
 import pytest
 
 pytest.importorskip("ros2launch", reason="the ros2 launch command is not installed (ROS 2 launch kit)")
-from ament_index_python.packages import PackageNotFoundError, get_package_share_directory  # noqa: E402
+from package_info import installed_share  # noqa: E402
 
-try:
-    SHARE = pathlib.Path(get_package_share_directory("internvla_s2"))
-except (PackageNotFoundError, OSError):  # OSError: AMENT_PREFIX_PATH unset
-    pytest.skip("internvla_s2 is not in the ament index: build ros2_ws with colcon and source its "
-                "install/setup.bash (scripts/test.sh does)", allow_module_level=True)
+SHARE = installed_share()
 
 
 import ros_helpers as T  # noqa: E402
