@@ -8,7 +8,7 @@ from PIL import Image
 from internvla_s2_node.core import prompt
 from internvla_s2_node.core.tiny import default_tiny_checkpoint
 from internvla_s2_node.train.collate import IGNORE_INDEX, PadCollator, count_label_tokens, encode_conversation, split_segments
-from internvla_s2_node.train.trainer import answer_positions
+from internvla_s2_node.train.trainer import AnswerHead, answer_positions
 
 
 @pytest.fixture(scope="module")
@@ -117,4 +117,14 @@ def test_answer_position_loss_equals_full_loss(processor):
         logits = model(**batch, logits_to_keep=keep).logits
         assert logits.shape[:2] == (2, len(keep))
         ours = torch.nn.functional.cross_entropy(logits.flatten(0, 1), labels[:, 1:][:, keep].flatten(), reduction="sum")
+        # the trainer's AnswerHead: logits only where a label follows, the same loss
+        head = AnswerHead(model.get_output_embeddings())
+        targets = labels[:, 1:][:, keep]
+        head.rows = targets != IGNORE_INDEX
+        answer_logits = model(**batch, logits_to_keep=keep).logits
+        head.rows = None
+        assert answer_logits.shape == (count_label_tokens({"labels": labels}), logits.shape[-1])
+        answers_only = torch.nn.functional.cross_entropy(answer_logits, targets[targets != IGNORE_INDEX], reduction="sum")
+        assert model(**batch, logits_to_keep=keep).logits.shape == logits.shape  # rows=None: the head as before
     assert torch.allclose(full, ours, rtol=1e-4)
+    assert torch.allclose(answers_only, ours, rtol=1e-5)

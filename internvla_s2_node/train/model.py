@@ -9,6 +9,7 @@ import torch
 
 from ..core.backbone import BackboneKind, detect_backbone, load_backbone, model_class
 from .config import TrainConfig
+from .vision_attention import use_grouped_vision_attention
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ def load_model(cfg: TrainConfig, device: torch.device, zero3: bool = False):
         model, processor = loaded.model, loaded.processor
     model.train()
     set_use_cache(model, False)
+    use_grouped_vision_attention(model)
     configure_processor(processor, cfg)
     return model, processor, kind
 

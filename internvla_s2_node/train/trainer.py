@@ -35,6 +35,27 @@ def answer_positions(labels: torch.Tensor) -> torch.Tensor:
     return torch.nonzero((labels[:, 1:] != IGNORE_INDEX).any(dim=0)).flatten()
 
 
+class AnswerHead:
+    """Computes the LM head's logits only at answer tokens.
+
+    ``logits_to_keep`` keeps positions shared by the whole batch, the union of every row's answer
+    positions: with right padding and prompts of different lengths that is tens of positions per row,
+    almost all without a label, and each costs a vocabulary-wide row of logits (151,936 for Qwen). A
+    pre-hook on the head picks the ``rows`` mask's hidden states, so the head returns
+    ``(answer tokens, vocab)``: the same logits for the positions that carry a loss, none for the rest.
+    """
+
+    def __init__(self, head: torch.nn.Module) -> None:
+        self.rows: torch.Tensor | None = None  # (batch, kept positions) bool, set before each forward
+        head.register_forward_pre_hook(self._select)
+
+    def _select(self, module, args):
+        if self.rows is None:
+            return None
+        (hidden, *rest) = args
+        return (hidden[self.rows], *rest)
+
+
 def make_scheduler(optimizer, cfg: TrainConfig, steps: int):
     from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
 
@@ -99,6 +120,7 @@ class Trainer:
         self.trainable = model_setup.set_trainable(self.model, cfg)
         if cfg.gradient_checkpointing:
             model_setup.enable_gradient_checkpointing(self.model)
+        self.answer_head = AnswerHead(self.model.get_output_embeddings())
         self.dataset, self.data_report = self._prepare_data()
         self.steps = total_steps(len(self.dataset), self.global_batch, cfg.epochs, cfg.max_steps)
         self.optimizer = make_optimizer(model_setup.param_groups(self.model, cfg), cfg, self.ds_config)
@@ -167,11 +189,15 @@ class Trainer:
             batch["pixel_values"] = batch["pixel_values"].to(torch.bfloat16)
         labels = batch.pop("labels")
         keep = answer_positions(labels)
-        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
-        with ctx:
-            logits = self.engine(**batch, logits_to_keep=keep).logits
         targets = labels[:, 1:][:, keep]  # IGNORE_INDEX where this row has no answer token there
-        return torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), reduction="sum")
+        self.answer_head.rows = targets != IGNORE_INDEX
+        ctx = torch.autocast("cuda", dtype=torch.bfloat16) if self.autocast else contextlib.nullcontext()
+        try:
+            with ctx:
+                logits = self.engine(**batch, logits_to_keep=keep).logits  # (answer tokens, vocab): see AnswerHead
+        finally:
+            rows, self.answer_head.rows = self.answer_head.rows, None
+        return torch.nn.functional.cross_entropy(logits.float(), targets[rows], reduction="sum")
 
     def train_step(self, micro_batches: list[dict]) -> tuple[float, float, int]:
         """One optimizer step over this rank's micro-batches; returns (global loss, grad norm, label tokens)."""
