@@ -186,7 +186,7 @@ def make_driver(args):
             d = json.loads(msg.data)
             row = {"stamp": d["stamp"]["sec"] * 1_000_000_000 + d["stamp"]["nanosec"], "recv": t, "step_s": d.get("step_s"),
                    "queue_s": d.get("queue_s"), "intake_s": d.get("intake_s"), "post_s": d.get("post_s"), "kind": d.get("kind"), "looked_down": bool(d.get("looked_down")),
-                   "episode": d.get("episode")}  # fmt: skip
+                   "episode": d.get("episode"), "trace": d.get("trace")}  # fmt: skip
             with self.lock:
                 self.decisions.append(row)
 
@@ -223,19 +223,23 @@ def make_driver(args):
 def write_params(path: pathlib.Path, args) -> None:
     import yaml
 
-    p = {"model_path": args.model, "device": args.device, "max_new_tokens": args.max_new_tokens, "autostart": False}
+    p = {}
+    if args.params_file:  # e.g. config/navigator_s2.yaml: the model's own settings (resize, prompt punctuation)
+        p.update(yaml.safe_load(pathlib.Path(args.params_file).read_text())["s2_node"]["ros__parameters"])
+    p |= {"model_path": args.model, "device": args.device, "max_new_tokens": args.max_new_tokens, "autostart": False}
     path.write_text(yaml.safe_dump({"s2_node": {"ros__parameters": p}}))
 
 
-def start_node(params: pathlib.Path, log: pathlib.Path, preload_torch: bool = False) -> subprocess.Popen:
-    """``python -m internvla_s2_node.ros.s2_node`` (``preload_torch``: import torch's compiler stack before rclpy)."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+def start_node(params: pathlib.Path, log: pathlib.Path, preload_torch: bool = False, root: pathlib.Path = ROOT) -> subprocess.Popen:
+    """``python -m internvla_s2_node.ros.s2_node`` from the code in ``root`` (``preload_torch``: import torch's
+    compiler stack before rclpy)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
     run = ["-m", "internvla_s2_node.ros.s2_node"]
     if preload_torch:
         run = ["-c", "import runpy, torch._dynamo; runpy.run_module('internvla_s2_node.ros.s2_node', run_name='__main__')"]
     cmd = [sys.executable, *run, "--ros-args", "--params-file", str(params)]
     with open(log, "wb") as fh:
-        return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=str(ROOT))
+        return subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, cwd=str(root))
 
 
 def wait_future(future, timeout: float, proc: subprocess.Popen):
@@ -370,7 +374,49 @@ def ms_stats(values_s: list[float]) -> dict:
     return {"p50": pct(v, 0.5), "p90": pct(v, 0.9), "mean": float(np.mean(v)) if v else None, "max": max(v) if v else None, "n": len(v)}
 
 
-def decompose(decisions: list[dict], stamps: set[int]) -> list[dict]:
+# The node's trace split of e2e (``trace`` in ~/decision), in path order. Their sum is e2e; "wake" is the
+# node's queue_s (arrival to step start: with a free model, the executor's wake-up of the decision path).
+PARTS = (
+    ("in", "stamp -> image callback: driver serialization + DDS of odom/info/depth/image + executor take + depth callback"),
+    ("publish", "driver: publish of the 4 messages (inside `in`)"),
+    ("depth_convert", "depth 16UC1 -> float32 metres (inside `in`)"),
+    ("convert", "image message -> RGB array"),
+    ("record", "history: resize to the model size + append (engine.observe)"),
+    ("wake", "slot -> decision path starts (guard condition, executor, thread pool)"),
+    ("pair", "nearest depth + odometry, camera pose"),
+    ("gen_pre", "engine: generator pre-processing (chat template, frames, token ids)"),
+    ("engine_other", "engine: step - model - generator pre-processing (history selection, prompt, parse, projection)"),
+    ("model", "engine: vision + prefill + decode (the S2 model itself)"),
+    ("outputs", "build and publish actions / waypoint / raw output"),
+    ("out", "decision JSON built and published -> driver callback (DDS back + driver dispatch)"),
+)
+
+
+def trace_parts(d: dict, e2e: float, publish_s: float | None = None) -> dict:
+    """``e2e`` split into PARTS from the node's trace (empty without one); ``rest``: e2e minus their sum."""
+    t = d.get("trace")
+    if not t or t.get("in_s") is None:
+        return {}
+    step = d["step_s"]
+    parts = {"in": t["in_s"], "depth_convert": t.get("depth_convert_s") or 0.0, "convert": t["convert_s"],
+             "record": t["record_s"], "wake": d.get("queue_s") or 0.0, "pair": t["pair_s"], "gen_pre": t.get("gen_pre_s") or 0.0,
+             "model": t.get("model_s") or step, "outputs": t["outputs_s"], "out": d["recv"] * 1e-9 - t["sent_unix"]}  # fmt: skip
+    parts["engine_other"] = step - parts["model"] - parts["gen_pre"]
+    summed = sum(parts.values()) - parts["depth_convert"]
+    parts["publish"] = publish_s or 0.0
+    return {"parts": parts | {"rest": e2e - summed}}
+
+
+def parts_stats(rows: list[dict]) -> dict:
+    """p50/p90 per part, and of e2e - model (the overhead beyond the S2 model)."""
+    rows = [r for r in rows if "parts" in r]
+    out = {k: ms_stats([r["parts"][k] for r in rows]) for k, _ in PARTS}
+    out["rest"] = ms_stats([r["parts"]["rest"] for r in rows])
+    out["e2e_minus_model"] = ms_stats([r["e2e"] - r["parts"]["model"] for r in rows])
+    return out
+
+
+def decompose(decisions: list[dict], stamps: set[int] | dict[int, float]) -> list[dict]:
     """Per answered frame of a phase: e2e, step, estimated wait (model busy with the previous frame), overhead."""
     rows, prev_recv = [], None
     for d in sorted(decisions, key=lambda r: r["recv"]):
@@ -384,7 +430,8 @@ def decompose(decisions: list[dict], stamps: set[int]) -> list[dict]:
             intake, post = d.get("intake_s") or 0.0, d.get("post_s") or 0.0
             rows.append({"e2e": e2e, "step": d["step_s"], "wait": wait, "overhead": e2e - d["step_s"] - wait,
                          "intake": intake, "post": post, "dds": e2e - d["step_s"] - wait - intake - post,
-                         "kind": d["kind"], "looked_down": d["looked_down"]})  # fmt: skip
+                         "kind": d["kind"], "looked_down": d["looked_down"]}
+                        | trace_parts(d, e2e, stamps.get(d["stamp"]) if isinstance(stamps, dict) else None))  # fmt: skip
         prev_recv = d["recv"]
     return rows
 
@@ -400,7 +447,7 @@ def counter_delta(before: dict, after: dict) -> dict:
 
 
 def summarize_phase(seg: dict, decisions: list[dict], before: dict, after: dict) -> dict:
-    stamps = set(seg["stamps"])
+    stamps = dict(zip(seg["stamps"], seg["publish_s"]))
     rows = decompose(decisions, stamps)
     delta = counter_delta(before, after)
     published = len(stamps)
@@ -419,10 +466,11 @@ def summarize_phase(seg: dict, decisions: list[dict], before: dict, after: dict)
         "e2e_minus_step_ms": ms_stats([r["e2e"] - r["step"] for r in rows]),
         "wait_ms": ms_stats([r["wait"] for r in rows]), "overhead_ms": ms_stats([r["overhead"] for r in rows]),
         "intake_ms": ms_stats([r["intake"] for r in rows]), "post_ms": ms_stats([r["post"] for r in rows]),
-        "dds_and_dispatch_ms": ms_stats([r["dds"] for r in rows]),
+        "dds_and_dispatch_ms": ms_stats([r["dds"] for r in rows]), "parts_ms": parts_stats(rows),
         "publish_ms": ms_stats(seg["publish_s"]), "kinds": kinds, "looked_down": sum(r["looked_down"] for r in rows),
         "slow_steps": sum(r["step"] > 2 * step_med for r in rows), "history_frames_end": after.get("history_frames"),
         "per_frame_ms": [[round(r[k] * 1e3, 2) for k in ("e2e", "step", "wait")] for r in rows],  # e2e, step, wait
+        "per_frame_parts_ms": [{k: round(v * 1e3, 3) for k, v in r["parts"].items()} for r in rows if "parts" in r],
     }  # fmt: skip
 
 
@@ -502,8 +550,66 @@ def markdown(res: dict) -> str:
                      f"image callback (conversion + history) {f1(p.get('intake_ms', {}).get('p50'))} ms, outputs after the step "
                      f"{f1(p.get('post_ms', {}).get('p50'))} ms, the rest (DDS both ways, callback dispatch, depth/odometry pairing) "
                      f"{f1(p.get('dds_and_dispatch_ms', {}).get('p50'))} ms")  # fmt: skip
+    lines.extend(comparison(res["phases"]))
+    lines.extend(parts_table(res["phases"]))
     lines.extend(f"- note: {n}" for n in res["notes"])
     return "\n".join(lines) + "\n"
+
+
+def pooled(phases: list[dict]) -> dict:
+    """Per-frame values of ``phases`` (the rounds of one variant and rate) pooled: p50/p90 of each (ms)."""
+    frames = [f for p in phases for f in p["per_frame_ms"]]
+    parts = [f for p in phases for f in p.get("per_frame_parts_ms", [])]
+    q = lambda v: (pct(v, 0.5), pct(v, 0.9))  # noqa: E731
+    out = {"answered": len(frames), "e2e": q([f[0] for f in frames]), "step": q([f[1] for f in frames]),
+           "e2e_minus_step": q([f[0] - f[1] for f in frames]), "overhead": q([f[0] - f[1] - f[2] for f in frames])}  # fmt: skip
+    if parts:
+        out |= {k: q([f[k] for f in parts]) for k in ("in", "record", "gen_pre", "engine_other", "model")}
+        out["e2e_minus_model"] = q([sum(v for k, v in f.items() if k not in ("model", "depth_convert", "publish")) for f in parts])
+    return out
+
+
+def comparison(phases: list[dict]) -> list[str]:
+    """Baseline and change side by side (``--baseline``), every round of a variant pooled per rate."""
+    variants = sorted({p.get("variant") for p in phases if p.get("variant")})
+    if len(variants) < 2:
+        return []
+    keys = sorted({(p["rate_hz"], p.get("max_frame_age_s") or 0.0) for p in phases})
+    cols = [("answered", "answered"), ("e2e", "e2e"), ("step", "step"), ("e2e_minus_step", "e2e - step"),
+            ("overhead", "e2e - step - wait"), ("e2e_minus_model", "e2e - model"), ("in", "in"), ("record", "record"),
+            ("gen_pre", "gen_pre"), ("engine_other", "engine_other")]  # fmt: skip
+    lines = ["\nBaseline and change side by side (the node alternated between the two code trees; rounds pooled; "
+             "p50 / p90 ms):\n", "| camera | variant | " + " | ".join(c for _, c in cols) + " |", "|---|---|" + "---|" * len(cols)]
+    for rate, age in keys:
+        for v in variants:
+            sel = [p for p in phases if p.get("variant") == v and p["rate_hz"] == rate and (p.get("max_frame_age_s") or 0.0) == age]
+            if not sel:
+                continue
+            s = pooled(sel)
+            cells = [str(s["answered"])] + [f"{f1(s[k][0])} / {f1(s[k][1])}" if k in s else "-" for k, _ in cols[1:]]
+            label = f"{rate:g} Hz" + (f", max_frame_age_s {age:g}" if age else "")
+            lines.append(f"| {label} | {v} ({len({p['round'] for p in sel})} rounds) | " + " | ".join(cells) + " |")
+    return lines
+
+
+def phase_label(p: dict) -> str:
+    age = f", age {p['max_frame_age_s']:g}" if p.get("max_frame_age_s") else ""
+    return f"{p.get('variant', '')} {p['rate_hz']:g} Hz{age}".strip()
+
+
+def parts_table(phases: list[dict]) -> list[str]:
+    """Where e2e went, per phase with a node trace: p50 / p90 of each part (ms)."""
+    traced = [p for p in phases if (p.get("parts_ms") or {}).get("in", {}).get("n")]
+    if not traced:
+        return []
+    lines = ["\nSplit of e2e from the node's trace (`trace` in ~/decision), p50 / p90 ms per part, in path order "
+             "(p50s do not add up exactly):\n", "| part | what | " + " | ".join(phase_label(p) for p in traced) + " |",
+             "|---|---|" + "---|" * len(traced)]  # fmt: skip
+    for key, what in [*PARTS, ("rest", "e2e minus the parts (clock and rounding)"),
+                      ("e2e_minus_model", "**overhead beyond the model** (e2e - model)")]:
+        cells = [f"{f1(p['parts_ms'][key]['p50'])} / {f1(p['parts_ms'][key]['p90'])}" for p in traced]
+        lines.append(f"| {key} | {what} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def write_results(out: pathlib.Path, res: dict) -> pathlib.Path:
@@ -515,9 +621,9 @@ def write_results(out: pathlib.Path, res: dict) -> pathlib.Path:
 
 
 # ------------------------------------------------------------------ run
-def measure(driver, args, deadline: float, res: dict, out: pathlib.Path, last_stamp: int) -> None:
+def measure(driver, args, deadline: float, res: dict, out: pathlib.Path, last_stamp: int, tag: dict | None = None) -> None:
     """The measured phases, one per rate, results written after each (a cut-off run keeps what it has)."""
-    settle_s, reserve = 10.0, args.teardown_s
+    settle_s, reserve, tag = 10.0, args.teardown_s, tag or {}
     before = settle(driver, last_stamp)
     phases = [(rate, 0.0) for rate in args.rates] + [(rate, args.fresh_age) for rate in args.rates if args.fresh_age > 0]
     current_age = 0.0  # the node's default
@@ -536,7 +642,7 @@ def measure(driver, args, deadline: float, res: dict, out: pathlib.Path, last_st
         if driver.node_proc.poll() is not None:
             raise RuntimeError(f"the node exited (code {driver.node_proc.poll()}) during the {rate:g} Hz phase")
         after = settle(driver, seg["stamps"][-1] if seg["stamps"] else 0)
-        res["phases"].append(summarize_phase(seg, driver.snapshot(), before, after) | {"max_frame_age_s": max_age})
+        res["phases"].append(summarize_phase(seg, driver.snapshot(), before, after) | {"max_frame_age_s": max_age} | tag)
         before = after
         p = res["phases"][-1]
         print(f"[{rate:g} Hz, max_frame_age_s {max_age:g}] e2e {p['e2e_ms']} step {p['step_ms']} wait {p['wait_ms']} overhead {p['overhead_ms']} "
@@ -573,16 +679,30 @@ def run(args) -> None:
     executor.add_node(driver)
     spinner = threading.Thread(target=executor.spin, daemon=True)
     spinner.start()
-    proc = driver.node_proc = start_node(params, out / "e2e_dds_node.log", args.preload_torch)
+    # --baseline: the node alternates between this checkout's code and the baseline's, round by round
+    variants = [("change", ROOT), ("baseline", pathlib.Path(args.baseline).resolve())] if args.baseline else [("", ROOT)]
+    sessions = [(r, name, root) for r in range(args.rounds) for name, root in (variants if r % 2 == 0 else variants[::-1])]
+    if args.baseline:
+        res["env"]["baseline"] = {"root": str(variants[1][1]), "git": sh(f"git -C {variants[1][1]} rev-parse --short HEAD 2>/dev/null")}
+    proc = None
     try:
-        res["bring_up"] = bring_up(driver, proc, deadline - args.teardown_s)
-        if driver.diag:
-            res["node"] = {k: driver.diag[1].get(k, "") for k in ("backbone", "device", "dtype", "generator")}
-        print(f"[bring-up] {res['bring_up']} node {res.get('node')}", flush=True)
-        reserve = len(args.rates) * (args.min_phase_s + 10) + args.teardown_s
-        res["warm_up"], last_stamp = warm_up(driver, args, deadline, reserve)
-        write_results(out, res)
-        measure(driver, args, deadline, res, out, last_stamp)
+        for i, (rnd, name, root) in enumerate(sessions):
+            end = time.time() + (left(deadline) - args.teardown_s) / (len(sessions) - i)
+            proc = driver.node_proc = start_node(params, out / f"e2e_dds_node{'_' + name if name else ''}.log", args.preload_torch, root)
+            driver.active_instruction, driver.diag = "", None
+            key = f"{name} round {rnd}" if name else ""
+            up = bring_up(driver, proc, end)
+            res.setdefault("bring_up", up)
+            if driver.diag:
+                res["node"] = {k: driver.diag[1].get(k, "") for k in ("backbone", "device", "dtype", "generator")}
+            print(f"[bring-up {key}] {up} node {res.get('node')}", flush=True)
+            reserve = len(args.rates) * (args.min_phase_s + 10) + args.teardown_s
+            warm, last_stamp = warm_up(driver, args, end + args.teardown_s, reserve)
+            res.setdefault("warm_up", warm)
+            write_results(out, res)
+            measure(driver, args, end + args.teardown_s, res, out, last_stamp, {"variant": name, "round": rnd} if name else None)
+            print(f"node {key} exit code {stop_process(proc, timeout=15)}", flush=True)
+            proc = None
     except Exception as exc:  # noqa: BLE001 - keep what was measured, say why it stopped
         res["notes"].append(f"stopped: {type(exc).__name__}: {exc}")
         print(f"[error] {exc}", flush=True)
@@ -590,8 +710,8 @@ def run(args) -> None:
         stem = write_results(out, res)
         print(markdown(res), flush=True)
         print("wrote", stem.with_suffix(".json"), flush=True)
-        res_code = stop_process(proc, timeout=15)
-        print(f"node exit code {res_code}", flush=True)
+        if proc is not None:
+            print(f"node exit code {stop_process(proc, timeout=15)}", flush=True)
         executor.shutdown()
         spinner.join(timeout=5)
         driver.destroy_node()
@@ -612,6 +732,10 @@ def main() -> None:
     c.add_argument("--force", action="store_true")
     r = sub.add_parser("run", help="node + driver over DDS; results to --out")
     r.add_argument("--model", required=True, help="checkpoint directory (or tiny:qwen3_vl)")
+    r.add_argument("--params-file", default="", help="s2_node params yaml merged under the run's own (model_path, device, ...)")
+    r.add_argument("--baseline", default="", help="a checkout of the code to compare with: the node alternates between "
+                   "this checkout and that one, --rounds sessions each (node start, warm-up, the phases)")
+    r.add_argument("--rounds", type=int, default=1, help="with --baseline: sessions per variant (order alternates)")
     r.add_argument("--size", default="8B", help="label for the results")
     r.add_argument("--device", default="auto")
     r.add_argument("--dds", default="shm", choices=("shm", "default", "env"),

@@ -172,6 +172,24 @@ def test_max_frame_age_skips_frames_that_waited_for_the_model(context):
         assert probe.wait_diagnostics(lambda d: int(d["frames_too_old"]) == too_old)
 
 
+def test_decision_trace_splits_the_frames_time_in_path_order(context):
+    """~/decision's trace: the frame's time split into callback arrival, conversion, history, pairing, outputs;
+    the message is sent after all of it (wall clock of the same host as the frame's stamp)."""
+    with running(context, ["↑"], params=[Parameter("inference_delay_s", value=0.05)]) as (node, probe):
+        probe.instruct("explore")
+        assert T.wait_for(lambda: node._instruction == "explore", 5)
+        probe.send_frame(time.time())
+        assert T.wait_for(lambda: len(probe.get("decision")) >= 1, 5)
+        d = json.loads(probe.get("decision")[0].data)
+        trace, stamp = d["trace"], d["stamp"]["sec"] + d["stamp"]["nanosec"] * 1e-9
+        for key in ("in_s", "convert_s", "record_s", "depth_convert_s", "pair_s", "outputs_s"):
+            assert 0.0 <= trace[key] < 1.0, (key, trace)
+        assert trace["in_s"] >= trace["depth_convert_s"]  # depth is converted before its color frame arrives
+        assert abs(d["intake_s"] - trace["convert_s"] - trace["record_s"]) < 1e-3
+        inside = trace["in_s"] + d["intake_s"] + d["queue_s"] + trace["pair_s"] + 0.05 + d["step_s"] + trace["outputs_s"]
+        assert inside <= trace["sent_unix"] - stamp + 2e-3 < inside + 0.5
+
+
 def test_malformed_input_is_skipped_and_node_keeps_serving(context):
     with running(context, ["↑"]) as (node, probe):
         probe.instruct("explore")

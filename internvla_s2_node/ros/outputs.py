@@ -151,6 +151,10 @@ def decision_json(decision: Decision, o: Outputs, image_header: Header, episode:
         "post_s": time.monotonic() - waits["step_done"] if waits and "step_done" in waits else None,
         "frames_received": frames_received,
     }
+    if waits and "trace" in waits:  # the node's split of a frame's time (s); sent_unix: this message's wall clock
+        step = decision.timing
+        data["trace"] = waits["trace"] | {"gen_pre_s": step.get("preprocess"), "model_s": step.get("generate"),
+                                          "sent_unix": time.time()}
     if wp is not None:
         q = wp.pose.orientation
         data["waypoint"] = {

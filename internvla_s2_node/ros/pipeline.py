@@ -90,6 +90,7 @@ class PendingFrame:
     look_down: bool = False
     received: float = dataclasses.field(default_factory=time.monotonic)  # ready for inference (monotonic s)
     arrived: float | None = None  # the image callback started (monotonic s)
+    trace: dict[str, float] = dataclasses.field(default_factory=dict)  # where the frame's time went before the step (s)
 
 
 class LatestSlot(Generic[T]):

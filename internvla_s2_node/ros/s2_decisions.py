@@ -60,12 +60,14 @@ class DecisionMixin:
             self._counters.inc("frames_too_old")  # the next frame starts a step the moment it arrives
             return
         frame, odom_frame = self._build_frame(item)
+        paired = time.monotonic()
         if self._p["inference_delay_s"] > 0:
             time.sleep(self._p["inference_delay_s"])
         decision = self._step(frame, item)
         if decision is not None:
             intake = item.received - item.arrived if item.arrived is not None else None
-            waits = {"intake_s": intake, "queue_s": taken - item.received, "step_done": time.monotonic()}
+            waits = {"intake_s": intake, "queue_s": taken - item.received, "step_done": time.monotonic(),
+                     "trace": item.trace | {"pair_s": paired - taken}}
             self._publish_decision(decision, item, frame, odom_frame, waits)
 
     def _build_frame(self, item: PendingFrame) -> tuple[Frame, str]:
@@ -130,6 +132,8 @@ class DecisionMixin:
         if decision.kind == DecisionKind.LOOK_DOWN:
             self._await_look_down()
         self._send(o)
+        if waits and "trace" in waits:
+            waits["trace"]["outputs_s"] = time.monotonic() - waits["step_done"]
         if "decision" in self._pubs:
             self._pubs["decision"].publish(out.decision_json(decision, o, item.header, item.episode, waits,
                                                              self._counters.get("frames_received")))

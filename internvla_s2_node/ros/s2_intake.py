@@ -63,7 +63,7 @@ class IntakeMixin:
         return subs
 
     def _on_color(self, msg) -> None:
-        arrived = time.monotonic()
+        arrived, arrived_unix = time.monotonic(), time.time()
         engine = self._engine
         if not self._active or engine is None:
             return
@@ -72,6 +72,7 @@ class IntakeMixin:
             rgb = conv.compressed_to_rgb(msg) if isinstance(msg, CompressedImage) else conv.image_to_rgb(msg)
         except conv.BadMessage as exc:
             return self._reject("image", exc)
+        converted = time.monotonic()
         stamp = conv.stamp_to_float(msg.header.stamp)
         with self._frame_lock:  # the look-down decision and the slot change together
             if self._look_down_wait:
@@ -82,6 +83,9 @@ class IntakeMixin:
             if item is None:
                 return
             item.arrived = arrived
+            # in_s: the frame's stamp to this callback (DDS, when the stamp is this host's wall clock)
+            item.trace = {"in_s": arrived_unix - stamp, "convert_s": converted - arrived, "record_s": item.received - converted,
+                          "depth_convert_s": self._depth_convert_s}
             if self._p["decision_mode"] == "on_request":
                 item = self._requests.add_frame(stamp_key(msg.header.stamp), item)
                 if item is None:
@@ -118,11 +122,13 @@ class IntakeMixin:
     def _on_depth(self, msg: Image) -> None:
         if self._engine is None:
             return
+        t0 = time.monotonic()
         try:
             depth = conv.image_to_depth(msg)
         except conv.BadMessage as exc:
             return self._reject("depth", exc)
         self._depth.add(conv.stamp_to_float(msg.header.stamp), depth)
+        self._depth_convert_s = time.monotonic() - t0  # for the decision's trace
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         try:

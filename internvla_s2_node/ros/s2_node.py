@@ -91,6 +91,7 @@ class S2Node(IntakeMixin, DecisionMixin, DiagnosticsMixin, LifecycleNode):
         self._odom: StampedBuffer = StampedBuffer(self._p["odom_buffer_s"])
         self._depth: StampedBuffer = StampedBuffer(self._p["odom_buffer_s"], maxlen=DEPTH_BUFFER_LEN)
         self._camera: tuple[np.ndarray, tuple[int, int]] | None = None
+        self._depth_convert_s: float | None = None  # the last depth image's conversion (trace)
         self._counters = Counters()
         self._latency, self._frame_age = LatencyStats(), LatencyStats()
         self._throttle = LogThrottle(5.0)
