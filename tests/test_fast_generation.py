@@ -246,6 +246,24 @@ def test_token_ids_and_pixels_match_the_processor(backbone):
         assert [list(e.grid) for e in entries] == ref["image_grid_thw"].tolist()
 
 
+def test_memoized_chat_text_and_ids_equal_the_processors_over_an_episode(backbone):
+    """The chat-text and token-id memos (host time per step) give the processor's text and ids for every
+    call of an episode whose history, conjunction and turns change, and they are hit."""
+    b = backbone("qwen3_vl")
+    fast = FastGenerator(b, NEW_TOKENS)
+    calls = _episode(14, seed=3)
+    for messages, images, keys in calls + calls[-6:]:  # the repeated tail: same texts, other frame objects
+        messages = [dict(m, content=[dict(i, image=i["image"].copy()) if "image" in i else i for i in m["content"]])
+                    for m in messages]  # fmt: skip
+        text = b.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        assert fast._chat_text(messages) == text
+        entries = [fast._entry({}, k, im) for k, im in zip(keys, images)]
+        ref = b.processor(text=[text], images=list(images), return_tensors="pt")
+        assert fast._token_ids(text, entries) == ref["input_ids"][0].tolist()
+    assert fast.stats["text_hits"] >= 6 and fast.stats["ids_hits"] >= 6
+    assert len({t for t in fast._text_memo.values()}) >= 4  # different turns keep different texts
+
+
 def test_repetition_penalty_and_eos_follow_generate(backbone):
     b = backbone("qwen2_5_vl")
     gc = b.model.generation_config

@@ -163,6 +163,8 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
         self._epoch = 0
         self._frames: collections.OrderedDict[Hashable, _FrameEntry] = collections.OrderedDict()
         self._rope_memo: collections.OrderedDict[tuple, tuple[torch.Tensor, int]] = collections.OrderedDict()
+        self._text_memo: collections.OrderedDict[tuple, str] = collections.OrderedDict()  # chat template output
+        self._ids_memo: collections.OrderedDict[str, list[int]] = collections.OrderedDict()  # tokenizer output
         self.stats = collections.Counter()
         self.encoding = False  # True while the vision tower runs for this generator
         self.failures: dict[str, str] = {}  # graph/compile attempts that failed, and why (then eager)
@@ -225,7 +227,7 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
         t0 = time.perf_counter()
         with self._lock:
             epoch, frames = self._epoch, self._frames
-        text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        text = self._chat_text(messages)
         ta = time.perf_counter()
         entries = [self._entry(frames, key, image) for key, image in zip(keys, images)]
         tb = time.perf_counter()
