@@ -413,6 +413,7 @@ def parts_stats(rows: list[dict]) -> dict:
     out = {k: ms_stats([r["parts"][k] for r in rows]) for k, _ in PARTS}
     out["rest"] = ms_stats([r["parts"]["rest"] for r in rows])
     out["e2e_minus_model"] = ms_stats([r["e2e"] - r["parts"]["model"] for r in rows])
+    out["e2e_minus_model_wait"] = ms_stats([r["e2e"] - r["parts"]["model"] - r["parts"]["wake"] for r in rows])
     return out
 
 
@@ -564,9 +565,15 @@ def pooled(phases: list[dict]) -> dict:
     out = {"answered": len(frames), "e2e": q([f[0] for f in frames]), "step": q([f[1] for f in frames]),
            "e2e_minus_step": q([f[0] - f[1] for f in frames]), "overhead": q([f[0] - f[1] - f[2] for f in frames])}  # fmt: skip
     if parts:
-        out |= {k: q([f[k] for f in parts]) for k in ("in", "record", "gen_pre", "engine_other", "model")}
-        out["e2e_minus_model"] = q([sum(v for k, v in f.items() if k not in ("model", "depth_convert", "publish")) for f in parts])
+        out |= {k: q([f[k] for f in parts]) for k in ("in", "record", "gen_pre", "engine_other", "model", "out")}
+        out["e2e_minus_model"] = q([beyond_model(f) for f in parts])
+        out["e2e_minus_model_wait"] = q([beyond_model(f) - f["wake"] for f in parts])
     return out
+
+
+def beyond_model(parts: dict) -> float:
+    """e2e - model from one frame's parts (ms or s alike)."""
+    return sum(v for k, v in parts.items() if k not in ("model", "depth_convert", "publish"))
 
 
 def comparison(phases: list[dict]) -> list[str]:
@@ -575,9 +582,9 @@ def comparison(phases: list[dict]) -> list[str]:
     if len(variants) < 2:
         return []
     keys = sorted({(p["rate_hz"], p.get("max_frame_age_s") or 0.0) for p in phases})
-    cols = [("answered", "answered"), ("e2e", "e2e"), ("step", "step"), ("e2e_minus_step", "e2e - step"),
-            ("overhead", "e2e - step - wait"), ("e2e_minus_model", "e2e - model"), ("in", "in"), ("record", "record"),
-            ("gen_pre", "gen_pre"), ("engine_other", "engine_other")]  # fmt: skip
+    cols = [("answered", "answered"), ("e2e", "e2e"), ("model", "model"), ("e2e_minus_model", "e2e - model"),
+            ("e2e_minus_model_wait", "e2e - model - wait"), ("overhead", "e2e - step - wait"), ("in", "in"),
+            ("record", "record"), ("gen_pre", "gen_pre"), ("engine_other", "engine_other"), ("out", "out")]  # fmt: skip
     lines = ["\nBaseline and change side by side (the node alternated between the two code trees; rounds pooled; "
              "p50 / p90 ms):\n", "| camera | variant | " + " | ".join(c for _, c in cols) + " |", "|---|---|" + "---|" * len(cols)]
     for rate, age in keys:
@@ -606,7 +613,8 @@ def parts_table(phases: list[dict]) -> list[str]:
              "(p50s do not add up exactly):\n", "| part | what | " + " | ".join(phase_label(p) for p in traced) + " |",
              "|---|---|" + "---|" * len(traced)]  # fmt: skip
     for key, what in [*PARTS, ("rest", "e2e minus the parts (clock and rounding)"),
-                      ("e2e_minus_model", "**overhead beyond the model** (e2e - model)")]:
+                      ("e2e_minus_model", "**overhead beyond the model** (e2e - model)"),
+                      ("e2e_minus_model_wait", "the same without `wake` (e2e - model - wait)")]:
         cells = [f"{f1(p['parts_ms'][key]['p50'])} / {f1(p['parts_ms'][key]['p90'])}" for p in traced]
         lines.append(f"| {key} | {what} | " + " | ".join(cells) + " |")
     return lines
@@ -683,7 +691,8 @@ def run(args) -> None:
     variants = [("change", ROOT), ("baseline", pathlib.Path(args.baseline).resolve())] if args.baseline else [("", ROOT)]
     sessions = [(r, name, root) for r in range(args.rounds) for name, root in (variants if r % 2 == 0 else variants[::-1])]
     if args.baseline:
-        res["env"]["baseline"] = {"root": str(variants[1][1]), "git": sh(f"git -C {variants[1][1]} rev-parse --short HEAD 2>/dev/null")}
+        git = sh(f"git -C {variants[1][1]} rev-parse --short HEAD 2>/dev/null")
+        res["env"]["baseline"] = {"root": str(variants[1][1]), "git": args.baseline_label or git}
     proc = None
     try:
         for i, (rnd, name, root) in enumerate(sessions):
@@ -735,6 +744,7 @@ def main() -> None:
     r.add_argument("--params-file", default="", help="s2_node params yaml merged under the run's own (model_path, device, ...)")
     r.add_argument("--baseline", default="", help="a checkout of the code to compare with: the node alternates between "
                    "this checkout and that one, --rounds sessions each (node start, warm-up, the phases)")
+    r.add_argument("--baseline-label", default="", help="what the baseline is (e.g. its commit, for a `git archive` copy)")
     r.add_argument("--rounds", type=int, default=1, help="with --baseline: sessions per variant (order alternates)")
     r.add_argument("--size", default="8B", help="label for the results")
     r.add_argument("--device", default="auto")
