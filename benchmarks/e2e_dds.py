@@ -537,7 +537,8 @@ def markdown(res: dict) -> str:
     for p in res["phases"]:
         e, s, es, w, o = p["e2e_ms"], p["step_ms"], p["e2e_minus_step_ms"], p["wait_ms"], p["overhead_ms"]
         age = f", max_frame_age_s {p['max_frame_age_s']:g}" if p.get("max_frame_age_s") else ""
-        lines.append(f"| {p['rate_hz']:g} Hz ({p['achieved_hz']:.1f}){age} | {f1(e['p50'])} | {f1(e['p90'])} | {f1(s['p50'])} | {f1(s['p90'])} "
+        who = f"{p['variant']} r{p.get('round', 0)}: " if p.get("variant") else ""
+        lines.append(f"| {who}{p['rate_hz']:g} Hz ({p['achieved_hz']:.1f}){age} | {f1(e['p50'])} | {f1(e['p90'])} | {f1(s['p50'])} | {f1(s['p90'])} "
                      f"| {f1(es['p50'])} | {f1(es['p90'])} | {f1(w['p50'])} | {f1(w['p90'])} | {f1(o['p50'])} | {f1(o['p90'])} "
                      f"| {p['published']} | {p['received_by_node']} | {p['answered']} | {p['dropped_newest_wins']} | {p['lost_in_dds']} |")  # fmt: skip
     lines.append("\nAll times in ms. e2e: decision received by the driver - frame stamp. step: the node's engine.step. "
@@ -545,7 +546,8 @@ def markdown(res: dict) -> str:
                  "start). overhead = e2e - step - wait (DDS both ways, decoding, history, pairing, outputs).\n")
     for p in res["phases"]:
         age = f" (max_frame_age_s {p['max_frame_age_s']:g}, frames skipped as too old {p.get('too_old', 0)})" if p.get("max_frame_age_s") else ""
-        lines.append(f"- {p['rate_hz']:g} Hz{age}: {goal(p)}; kinds {p['kinds']}, look-downs {p['looked_down']}, "
+        who = f"{p['variant']} r{p.get('round', 0)}: " if p.get("variant") else ""
+        lines.append(f"- {who}{p['rate_hz']:g} Hz{age}: {goal(p)}; kinds {p['kinds']}, look-downs {p['looked_down']}, "
                      f"steps > 2x median {p['slow_steps']} (max {f1(p['step_ms']['max'])} ms), errors {p['errors']}, "
                      f"rejected {p['rejected']}, driver publish p50 {f1(p['publish_ms']['p50'])} ms; overhead p50 split: "
                      f"image callback (conversion + history) {f1(p.get('intake_ms', {}).get('p50'))} ms, outputs after the step "
@@ -601,7 +603,8 @@ def comparison(phases: list[dict]) -> list[str]:
 
 def phase_label(p: dict) -> str:
     age = f", age {p['max_frame_age_s']:g}" if p.get("max_frame_age_s") else ""
-    return f"{p.get('variant', '')} {p['rate_hz']:g} Hz{age}".strip()
+    who = f"{p['variant']} r{p.get('round', 0)} " if p.get("variant") else ""
+    return f"{who}{p['rate_hz']:g} Hz{age}"
 
 
 def parts_table(phases: list[dict]) -> list[str]:
