@@ -118,6 +118,7 @@ def test_same_tokens_as_plain_over_an_episode(backbone, arch, attn):
     b = backbone(arch, attn)
     plain, fast = PlainGenerator(b, NEW_TOKENS), make_fast_generator(b, NEW_TOKENS, required=True)
     assert isinstance(fast, FastGenerator)
+    assert fast.vision_grouped is (attn == "sdpa")  # sdpa: vision attention grouped by window/image length (issue 14)
     _compare(plain, fast, _episode(12))
 
 
@@ -128,6 +129,7 @@ def test_graph_plumbing_with_stand_in_graphs(backbone, arch):
     b = backbone(arch)
     plain = PlainGenerator(b, NEW_TOKENS)
     fast = FastGenerator(b, NEW_TOKENS, cuda_graphs="fake", vision_graphs=True, fuse_qkv=True, device_preprocess=True)
+    assert fast.vision_grouped  # graphs captured around the grouped attention
     layers = b.model.model.language_model.layers
     assert sum(f.names == ("q_proj", "k_proj", "v_proj") for f in fast._fused) == len(layers)
     _compare(plain, fast, _episode(12, seed=21))
@@ -324,7 +326,7 @@ def test_cuda_graph_decoding_matches_plain(tiny_checkpoint, arch):  # noqa: F811
     _spread_weights(b.model)
     b.model.to("cuda")
     plain, fast = PlainGenerator(b, NEW_TOKENS), FastGenerator(b, NEW_TOKENS)
-    assert fast.graphs and fast.compile_decode and fast.compile_prefill and fast.vision_graphs
+    assert fast.graphs and fast.compile_decode and fast.compile_prefill and fast.vision_graphs and fast.vision_grouped
     _compare(plain, fast, _episode(12, seed=17))
     assert fast.failures == {}
     assert fast.stats["prefill_graphs_captured"] >= 2 and fast.stats["decode_graphs_captured"] >= 1

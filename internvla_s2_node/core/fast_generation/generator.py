@@ -50,6 +50,7 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
         compile_vision: bool | None = None,
         compile_scope: str = "layer",
         prefix_reuse: bool = False,
+        vision_grouped: bool | None = None,
     ) -> None:
         self.backbone = backbone
         self.max_new_tokens = int(max_new_tokens)
@@ -106,6 +107,10 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
         self.vision_graphs = bool(vision_graphs) and hasattr(visual, "blocks")
         # Each vision block compiled (its elementwise ops fused) before its graph is captured.
         self.compile_vision = bool(compile_vision) and self.vision_graphs
+        # sdpa vision attention: one call per distinct segment length (image, or Qwen2.5-VL window), not per segment.
+        blocks = getattr(visual, "blocks", None) or []
+        groupable = vision_attn == "sdpa" and all(getattr(getattr(b, "attn", None), "config", None) is not None for b in blocks) and len(blocks) > 0
+        self.vision_grouped = groupable if vision_grouped is None else bool(vision_grouped) and groupable
         if compile_decode is None:
             compile_decode = cuda and self.graphs and not self.fake_graphs
         self.compile_decode = bool(compile_decode)
@@ -144,7 +149,7 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
         self.prefix_reuse = bool(prefix_reuse) and self.attn in ("sdpa", "eager")
         self._kv_prompt: tuple[list[int], list] | None = None  # the prompt whose K/V the cache holds
         self.last_prefix = (0, 0)  # (positions reused, prompt length) of the last call
-        if self.vision_graphs:
+        if self.vision_graphs or self.vision_grouped:
             for block in visual.blocks:
                 _BlockGraphs.install(block)
         # Decode-time fused q/k/v and gate/up GEMVs (weights re-laid as views: no extra memory).
