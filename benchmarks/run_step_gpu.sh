@@ -38,8 +38,8 @@ SIZES=${SIZES:-q25-7B 8B 2B}
 n=$(echo $SIZES | wc -w)
 for size in $SIZES; do
   L=$(left)
-  share=$(( (L - ${TEST_RESERVE_S:-0}) / n ))  # this body's part of what is left (the next bodies keep theirs)
   n=$((n - 1))
+  share=$(( L - n * ${LATER_S:-100} ))  # at most what is left less LATER_S for each body after it (they usually take less)
   if [ "$share" -lt 45 ]; then echo "SKIPPED $size: ${L}s of the budget left (share ${share}s)" | tee -a "$LOG"; continue; fi
   timeout "$share" $PY benchmarks/step_variants.py $TINY_ARG --size "$size" --variants "${VARIANTS:-base,grouped,grouped_prefix}" \
     --steps "${STEPS:-32}" --new-tokens 10 $TOK_ARG --cache-dir "$S2CC/$size" --deadline-s $((share - 10)) --out "$R" 2>&1 \
