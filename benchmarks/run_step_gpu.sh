@@ -3,9 +3,10 @@
 # (step_variants.py: base = per-segment vision attention, grouped = vision attention grouped by length,
 # grouped_prefix = grouped + prefix reuse), then, if time is left, the CUDA equivalence tests; inside
 # BUDGET_S seconds (a body that does not fit is skipped and says so). Writes to $OUT:
-# step_variants_<card>_<date>.{json,md} (all bodies), step.log, step_env.txt, cuda_tests.log.
+# step_variants_<card>_<date>.{json,md} (all bodies), step.log, step_env.txt, cuda_tests.log, and if time
+# is left step_variants_decode_tuned_<card>_<date>.{json,md} (8B decode compiled with GEMM autotuning).
 # The tokenizer: .cache/s2bench/tokenizer, or unpacked here from the carried .cache/s2tok (tokenizer.json.gz).
-# CPU smoke run: TINY=1 SIZES="tiny-q25 tiny" STEPS=10 PY=.venv/bin/python OUT=/tmp/st bash benchmarks/run_step_gpu.sh
+# CPU smoke run: TINY=1 SIZES="tiny-q25 tiny" TUNE_SIZE=tiny STEPS=10 PY=.venv/bin/python OUT=/tmp/st bash benchmarks/run_step_gpu.sh
 set -u
 OUT=${OUT:-benchmarks/results}
 R=$OUT/r
@@ -52,6 +53,15 @@ if [ -z "${TINY:-}" ] && [ "$(left)" -gt "${TEST_MIN_S:-90}" ]; then  # tokens e
     | tail -8 | tee "$OUT/cuda_tests.log"
 else
   echo "SKIPPED the CUDA tests: $(left)s left" | tee -a "$LOG"
+fi
+# Last, if time is left: the 8B decode step compiled with GEMM autotuning, against the default compile.
+if [ -n "${TUNE_SIZE:-8B}" ] && [ "$(left)" -gt "${TUNE_MIN_S:-120}" ]; then
+  L=$(left)
+  timeout $((L - 5)) $PY benchmarks/step_variants.py $TINY_ARG --size "${TUNE_SIZE:-8B}" --variants grouped,grouped_tuned --steps "${TUNE_STEPS:-16}" \
+    --new-tokens 10 $TOK_ARG --cache-dir "$S2CC/${TUNE_SIZE:-8B}" --deadline-s $((L - 15)) --out "$R/tuned" 2>&1 | grep -v -i "warn" | tee -a "$LOG"
+  $PY benchmarks/step_variants.py --combine "$R"/tuned/step_*.json --tag decode_tuned --out "$OUT" 2>&1 | tail -3 | tee -a "$LOG"
+else
+  echo "SKIPPED the decode autotuning comparison: $(left)s left" | tee -a "$LOG"
 fi
 echo "used $(( $(date +%s) - START ))s of ${BUDGET_S}s" | tee -a "$LOG"
 rm -rf "$R"

@@ -11,7 +11,8 @@ Variants (``--variants``):
 * ``base``: the fast path with per-segment vision attention (the fast path before grouping);
 * ``grouped``: vision attention grouped by segment length (``vision_grouped=True``, the default now);
 * ``grouped_prefix``: grouped + prefix reuse (``prefix_reuse=True``);
-* ``prefix``: per-segment vision attention + prefix reuse.
+* ``prefix``: per-segment vision attention + prefix reuse;
+* ``grouped_tuned``: grouped, the decode step compiled with max_autotune + coordinate_descent_tuning.
 
 Per step: each variant's step time and timings, its tokens and whether they equal ``base``'s, and for
 prefix reuse the kept positions / prompt tokens. Stats over the steps with the full 9 frames.
@@ -49,6 +50,9 @@ VARIANTS = {
     "grouped": dict(vision_grouped=True, prefix_reuse=False),
     "grouped_prefix": dict(vision_grouped=True, prefix_reuse=True),
     "prefix": dict(vision_grouped=False, prefix_reuse=True),
+    # the decode step compiled with Inductor's GEMM autotuning (Triton templates against cuBLAS) and
+    # coordinate-descent tuning of its other kernels (issue 14: decode closer to the bandwidth floor)
+    "grouped_tuned": dict(vision_grouped=True, prefix_reuse=False, decode_compile_options={"max_autotune": True, "coordinate_descent_tuning": True}),
 }
 
 
@@ -186,7 +190,7 @@ def markdown(results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def combine(paths: list[str], out: pathlib.Path) -> pathlib.Path:
+def combine(paths: list[str], out: pathlib.Path, tag: str = "") -> pathlib.Path:
     results: dict = {"env": None, "sizes": {}}
     for p in paths:
         if not pathlib.Path(p).is_file():
@@ -198,7 +202,7 @@ def combine(paths: list[str], out: pathlib.Path) -> pathlib.Path:
     if results["env"] is None:
         raise SystemExit("step_variants: no result files to combine; run the bodies first")
     out.mkdir(parents=True, exist_ok=True)
-    stem = f"step_variants_{card_name(results['env'])}_{results['env']['date']}"
+    stem = f"step_variants{'_' + tag if tag else ''}_{card_name(results['env'])}_{results['env']['date']}"
     (out / f"{stem}.json").write_text(json.dumps(results, indent=1, default=float))
     md = markdown(results)
     (out / f"{stem}.md").write_text(md)
@@ -238,13 +242,14 @@ def main() -> None:
     ap.add_argument("--date", default=datetime.date.today().isoformat())
     ap.add_argument("--tiny", action="store_true", help="CPU smoke test: tiny body, float32")
     ap.add_argument("--combine", nargs="*", default=None, help="result files of this script to put into one JSON + markdown under --out")
+    ap.add_argument("--tag", default="", help="--combine: a word in the output file names")
     ap.add_argument("--bpe-from", default=None, help="write core.tiny's BPE cache file (--out) from a saved tokenizer.json")
     args = ap.parse_args()
     if args.bpe_from:
         bpe_from_tokenizer(pathlib.Path(args.bpe_from), pathlib.Path(args.out))
         return
     if args.combine is not None:
-        combine(args.combine, pathlib.Path(args.out or "."))
+        combine(args.combine, pathlib.Path(args.out or "."), args.tag)
         return
     if args.size not in s2_step.SIZES:
         raise SystemExit(f"step_variants: unknown size {args.size!r}; choose from {', '.join(s2_step.SIZES)}")
