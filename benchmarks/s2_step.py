@@ -240,12 +240,16 @@ class PlainTimed:
         return Generated(decoded, new_ids, timing)
 
 
-def run_episode(gens: dict, frames, steps: int, num_history: int, sync, record: bool, rng_seed: int = 0):
+def run_episode(gens: dict, frames, steps: int, num_history: int, sync, record: bool, rng_seed: int = 0, stop=None):
+    """Steps ``0..steps-1``, every generator on each step in turn; ``stop()`` true before a step ends it early."""
     picker = prompt.ConjunctionPicker(rng_seed, "random")
     rows = []
     for g in gens.values():
         g.reset()
     for t in range(steps):
+        if stop is not None and stop():
+            print(f"episode stopped after {t} of {steps} steps", flush=True)
+            break
         hist = history_indices(t, num_history)
         text = prompt.build_user_text(INSTRUCTION, len(hist), picker.pick())
         images = [frames[i] for i in hist] + [frames[t]]

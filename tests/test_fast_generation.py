@@ -118,6 +118,7 @@ def test_same_tokens_as_plain_over_an_episode(backbone, arch, attn):
     b = backbone(arch, attn)
     plain, fast = PlainGenerator(b, NEW_TOKENS), make_fast_generator(b, NEW_TOKENS, required=True)
     assert isinstance(fast, FastGenerator)
+    assert fast.vision_grouped is (attn == "sdpa")  # sdpa: vision attention grouped by window/image length (issue 14)
     _compare(plain, fast, _episode(12))
 
 
@@ -128,6 +129,7 @@ def test_graph_plumbing_with_stand_in_graphs(backbone, arch):
     b = backbone(arch)
     plain = PlainGenerator(b, NEW_TOKENS)
     fast = FastGenerator(b, NEW_TOKENS, cuda_graphs="fake", vision_graphs=True, fuse_qkv=True, device_preprocess=True)
+    assert fast.vision_grouped  # graphs captured around the grouped attention
     layers = b.model.model.language_model.layers
     assert sum(f.names == ("q_proj", "k_proj", "v_proj") for f in fast._fused) == len(layers)
     _compare(plain, fast, _episode(12, seed=21))
@@ -143,8 +145,9 @@ def test_graph_plumbing_with_stand_in_graphs(backbone, arch):
 @pytest.mark.parametrize(
     "options",
     [dict(compile_decode=True, fuse_qkv=True), dict(compile_decode=True, fuse_qkv=True, compile_scope="model"),
-     dict(vision_graphs=True, compile_vision=True)],
-    ids=["decode_step", "decode_step_whole", "vision_blocks"],
+     dict(vision_graphs=True, compile_vision=True),
+     dict(compile_decode=True, fuse_qkv=True, decode_compile_options={"coordinate_descent_tuning": True})],
+    ids=["decode_step", "decode_step_whole", "vision_blocks", "decode_step_own_options"],
 )
 def test_compiled_parts(backbone, options):
     """The decode step (one decoder layer compiled for all layers, or the whole step), or each vision
@@ -160,6 +163,13 @@ def test_compiled_parts(backbone, options):
     assert fast.failures == {}
     if options.get("compile_decode"):  # one graph, also per layer: the second layer reuses the first's compile
         assert len(b.model.model.language_model.layers) > 1 and counters["stats"]["unique_graphs"] == 1
+    if options.get("decode_compile_options"):  # its own compile, not the default-options one dynamo cached
+        from internvla_s2_node.core.fast_generation import generator
+
+        default = FastGenerator(b, NEW_TOKENS, cuda_graphs="fake", compile_decode=True, fuse_qkv=True)
+        default.generate(*_episode(1, seed=23)[0])
+        assert counters["stats"]["unique_graphs"] == 2
+        assert fast._decode_fn.keywords["layer_fn"]._torchdynamo_orig_callable is generator._decode_layer_tuned
     if options.get("compile_vision"):
         n_blocks = len(b.model.model.visual.blocks)
         assert fast.stats["vision_graphs_captured"] in (n_blocks, 2 * n_blocks)  # per frame shape (384x384, look-down)
@@ -168,8 +178,9 @@ def test_compiled_parts(backbone, options):
 @pytest.mark.parametrize(
     "arch,attn,options",
     [("qwen3_vl", "sdpa", {}), ("qwen2_5_vl", "sdpa", {}), ("qwen3_vl", "eager", {}),
-     ("qwen2_5_vl", "sdpa", dict(cuda_graphs="fake", fuse_qkv=True, vision_graphs=True))],
-    ids=["qwen3_vl-sdpa", "qwen2_5_vl-sdpa", "qwen3_vl-eager", "qwen2_5_vl-graphs"],
+     ("qwen2_5_vl", "sdpa", dict(cuda_graphs="fake", fuse_qkv=True, vision_graphs=True)),
+     ("qwen2_5_vl", "sdpa", dict(cuda_graphs="fake", fuse_qkv=True, compile_prefill=True, compile_decode=True))],
+    ids=["qwen3_vl-sdpa", "qwen2_5_vl-sdpa", "qwen3_vl-eager", "qwen2_5_vl-graphs", "qwen2_5_vl-compiled"],
 )
 def test_prefix_reuse_gives_the_same_tokens(backbone, arch, attn, options):
     """Issue 14 item 4: the K/V of the prompt's prefix that equals the last prompt's (the text before the
@@ -342,7 +353,7 @@ def test_cuda_graph_decoding_matches_plain(tiny_checkpoint, arch):  # noqa: F811
     _spread_weights(b.model)
     b.model.to("cuda")
     plain, fast = PlainGenerator(b, NEW_TOKENS), FastGenerator(b, NEW_TOKENS)
-    assert fast.graphs and fast.compile_decode and fast.compile_prefill and fast.vision_graphs
+    assert fast.graphs and fast.compile_decode and fast.compile_prefill and fast.vision_graphs and fast.vision_grouped
     _compare(plain, fast, _episode(12, seed=17))
     assert fast.failures == {}
     assert fast.stats["prefill_graphs_captured"] >= 2 and fast.stats["decode_graphs_captured"] >= 1

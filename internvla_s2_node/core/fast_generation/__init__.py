@@ -12,7 +12,12 @@ What the plain way (processor + ``model.generate``) redoes at every step, and wh
   frame is encoded once, by the model's own tower, and its merged tokens and (Qwen3-VL) deepstack
   features are cached (LRU, ``cache_frames``): one new frame per step in an episode. On CUDA each
   vision block is replayed from a CUDA graph (its ``cu_seqlens`` given as a host tensor, so the
-  block's per-image split does not wait on the device).
+  block's per-image split does not wait on the device). With sdpa vision attention (``vision_grouped``,
+  on by default) the segments a block attends within (the image; Qwen2.5-VL's windows: 16 per 384x384
+  frame, of 64, 32 and 16 patches) attend in one batched call per distinct length
+  (``core.vision_attention``, shared with training) instead of one call per window; exact (features
+  bit-equal in the CPU tests), and captured in the block graphs like the rest (the grouping follows
+  the host ``cu_seqlens``, so it is fixed per frame shape).
 * **Prefill.** The model's own embedding, decoder layers, norm and lm_head run over the prompt (image
   features scattered in at the image-pad positions, deepstack features added after the first decoder
   layers at the image positions, mrope positions from the model's own ``get_rope_index``, memoized per

@@ -50,6 +50,8 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
         compile_vision: bool | None = None,
         compile_scope: str = "layer",
         prefix_reuse: bool = False,
+        vision_grouped: bool | None = None,
+        decode_compile_options: dict | None = None,
     ) -> None:
         self.backbone = backbone
         self.max_new_tokens = int(max_new_tokens)
@@ -106,6 +108,10 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
         self.vision_graphs = bool(vision_graphs) and hasattr(visual, "blocks")
         # Each vision block compiled (its elementwise ops fused) before its graph is captured.
         self.compile_vision = bool(compile_vision) and self.vision_graphs
+        # sdpa vision attention: one call per distinct segment length (image, or Qwen2.5-VL window), not per segment.
+        blocks = getattr(visual, "blocks", None) or []
+        groupable = vision_attn == "sdpa" and all(getattr(getattr(b, "attn", None), "config", None) is not None for b in blocks) and len(blocks) > 0
+        self.vision_grouped = groupable if vision_grouped is None else bool(vision_grouped) and groupable
         if compile_decode is None:
             compile_decode = cuda and self.graphs and not self.fake_graphs
         self.compile_decode = bool(compile_decode)
@@ -114,6 +120,7 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
         self.compile_prefill = bool(compile_prefill)
         self._decode_fn: Callable[[int], None] = self._decode_layers
         self._prefill_fn: Callable[[int, int], None] = self._prefill_layers
+        self.decode_compile_options = dict(decode_compile_options or {})
         if self.compile_decode or self.compile_prefill:
             # Round where eager rounds (bf16 casts inside fused kernels), to stay close to the plain path.
             try:
@@ -128,9 +135,17 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
             # "model": the whole step traced and compiled (slower to compile, fuses across layers).
             if compile_scope not in ("layer", "model"):
                 raise ValueError(f"compile_scope must be 'layer' or 'model', got {compile_scope!r}")
+            # Extra Inductor options for the decode step alone (e.g. max_autotune: Triton GEMV templates
+            # tried against cuBLAS). Dynamo caches compiled code per code object, whatever the options,
+            # so with options of its own the decode layer is compiled from a function of its own.
+            decode_layer, decode_options = _decode_layer, options
+            if decode_compile_options:
+                decode_layer, decode_options = _decode_layer_tuned, {**(options or {}), **decode_compile_options}
+                if compile_scope != "layer":
+                    raise ValueError("decode_compile_options needs compile_scope='layer'")
             if compile_scope == "layer":
                 if self.compile_decode:
-                    self._decode_fn = functools.partial(self._decode_layers, layer_fn=torch.compile(_decode_layer, dynamic=False, options=options))
+                    self._decode_fn = functools.partial(self._decode_layers, layer_fn=torch.compile(decode_layer, dynamic=False, options=decode_options))
                 if self.compile_prefill:
                     self._prefill_fn = functools.partial(self._prefill_layers, layer_fn=torch.compile(_prefill_layer, dynamic=True, options=options))
             else:
@@ -144,7 +159,7 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
         self.prefix_reuse = bool(prefix_reuse) and self.attn in ("sdpa", "eager")
         self._kv_prompt: tuple[list[int], list] | None = None  # the prompt whose K/V the cache holds
         self.last_prefix = (0, 0)  # (positions reused, prompt length) of the last call
-        if self.vision_graphs:
+        if self.vision_graphs or self.vision_grouped:
             for block in visual.blocks:
                 _BlockGraphs.install(block)
         # Decode-time fused q/k/v and gate/up GEMVs (weights re-laid as views: no extra memory).
@@ -278,6 +293,11 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
 
 def _decode_layer(layer, h, mask, text_pos, kv, position_embeddings):
     """``kv._layer_call`` under its own code object for the decode compile (static shapes)."""
+    return _layer_call(layer, h, mask, text_pos, kv, position_embeddings)
+
+
+def _decode_layer_tuned(layer, h, mask, text_pos, kv, position_embeddings):
+    """``_decode_layer`` under a code object of its own, for a decode compile with other options."""
     return _layer_call(layer, h, mask, text_pos, kv, position_embeddings)
 
 

@@ -1,33 +1,56 @@
 """Vision encoding: the model's own tower on the frames not encoded yet, its blocks replayed from CUDA
-graphs (optionally compiled first) while a fast generator encodes."""
+graphs (optionally compiled first) and their attention grouped by segment length while a fast generator
+encodes."""
 
 from __future__ import annotations
 
+import copy
 import threading
 
 import torch
 
+from .. import vision_attention
 from .frames import _FrameEntry
 from .graphs import _capture, _PoolHolder
 
 
 class _BlockGraphs:
     """Replaces a vision block's ``forward`` on the instance. While a fast generator encodes frames
-    (``active``), the block is replayed from a CUDA graph per input shape, with ``cu_seqlens`` as a
-    host tensor (the block only splits by it); otherwise it passes straight through."""
+    (a context is set for this thread), the block is replayed from a CUDA graph per input shape, with
+    ``cu_seqlens`` as a host tensor (the block only splits by it), and (``ctx.grouped``) its attention
+    runs ``core.vision_attention.grouped_sdpa`` through a copy of the block whose attention has its own
+    config (so the plain path, which may run in another thread, keeps the model's); otherwise it passes
+    straight through."""
 
     local = threading.local()
 
     def __init__(self, block: torch.nn.Module) -> None:
+        self.block = block
         self.original = block.forward
-        self._compiled = None
+        self._grouped = None
+        self._compiled: dict[bool, object] = {}
+
+    def _grouped_forward(self):
+        if self._grouped is None:
+            block = self.block
+            clone = copy.copy(block)
+            clone.__dict__.pop("forward", None)  # the class's forward, not this wrapper
+            clone.__dict__.pop("_s2_block_graphs", None)
+            clone._modules = dict(block._modules)
+            attn = copy.copy(block._modules["attn"])
+            attn.config = copy.copy(attn.config)
+            attn.config._attn_implementation = vision_attention.register()
+            clone._modules["attn"] = attn
+            self._grouped = clone.forward
+        return self._grouped
 
     def _forward(self, ctx):
+        base = self._grouped_forward() if ctx.grouped else self.original
         if not ctx.compile:
-            return self.original
-        if self._compiled is None:  # one compile serves every block (same code, weights as inputs)
-            self._compiled = torch.compile(self.original, dynamic=False)
-        return self._compiled
+            return base
+        if ctx.grouped not in self._compiled:  # one compile serves every block (same code, weights as inputs)
+            self._compiled[ctx.grouped] = torch.compile(base, dynamic=False)
+        return self._compiled[ctx.grouped]
 
     @classmethod
     def install(cls, block: torch.nn.Module) -> _BlockGraphs:
@@ -43,13 +66,15 @@ class _BlockGraphs:
         ctx = getattr(self.local, "ctx", None)
         cu = kwargs.get("cu_seqlens")
         pe = kwargs.get("position_embeddings")
-        if ctx is None or args or cu is None or not isinstance(pe, tuple):
+        if ctx is None:
             return self.original(hidden_states, *args, **kwargs)
+        if ctx.graphs is None or args or cu is None or not isinstance(pe, tuple):
+            return self._forward(ctx)(hidden_states, *args, **kwargs)
         cu_host = ctx.host_copy(cu)
         rest = {k: v for k, v in kwargs.items() if k not in ("cu_seqlens", "position_embeddings")}
         if any(isinstance(v, torch.Tensor) for v in rest.values()):
-            return self.original(hidden_states, *args, **kwargs)
-        key = (id(self), ctx.compile, tuple(hidden_states.shape), hidden_states.dtype, tuple(cu_host.tolist()), tuple(p.shape for p in pe), tuple(sorted(rest.items())))
+            return self._forward(ctx)(hidden_states, *args, **kwargs)
+        key = (id(self), ctx.compile, ctx.grouped, tuple(hidden_states.shape), hidden_states.dtype, tuple(cu_host.tolist()), tuple(p.shape for p in pe), tuple(sorted(rest.items())))
         entry = ctx.graphs.get(key)
         if entry is None:
             h_buf = hidden_states.clone()
@@ -69,9 +94,11 @@ class _BlockGraphs:
 class _VisionGraphContext:
     """What the block wrappers need during one tower call of a generator (its graphs, pool, stats)."""
 
-    def __init__(self, device: torch.device, fake: bool, stats, graphs: dict, pool: _PoolHolder, compile: bool = False) -> None:
+    def __init__(self, device: torch.device, fake: bool, stats, graphs: dict | None, pool: _PoolHolder, compile: bool = False,
+                 grouped: bool = False) -> None:  # fmt: skip
+        """``graphs`` None: no CUDA graphs (the blocks run directly, grouped or not)."""
         self.device, self.fake, self.stats, self.graphs, self.pool = device, fake, stats, graphs, pool
-        self.compile = compile
+        self.compile, self.grouped = compile, grouped
         self._host: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def host_copy(self, t: torch.Tensor) -> torch.Tensor:
@@ -114,12 +141,14 @@ class VisionMixin:
 
     def _run_tower(self, pixels: torch.Tensor, grid: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         out = None
-        if self.vision_graphs and "vision" not in self.failures:
-            _BlockGraphs.local.ctx = _VisionGraphContext(self.device, self.fake_graphs, self.stats, self._vision_graphs, self._pool, self.compile_vision)
+        graphs = self.vision_graphs and "vision" not in self.failures
+        if graphs or (self.vision_grouped and "vision_grouped" not in self.failures):
+            _BlockGraphs.local.ctx = _VisionGraphContext(self.device, self.fake_graphs, self.stats, self._vision_graphs if graphs else None,
+                                                         self._pool, self.compile_vision and graphs, self.vision_grouped)  # fmt: skip
             try:
                 out = self.visual(pixels, grid_thw=grid)
             except Exception as exc:  # noqa: BLE001 - any capture trouble: encode eagerly from now on
-                self._note_failure("vision", exc)
+                self._note_failure("vision" if graphs else "vision_grouped", exc)
             finally:
                 _BlockGraphs.local.ctx = None
         if out is None:
