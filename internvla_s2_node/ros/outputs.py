@@ -132,6 +132,7 @@ def decision_json(decision: Decision, o: Outputs, image_header: Header, episode:
     time went in the node: ``intake_s`` (image callback: conversion, history), ``queue_s`` (waiting for
     the model), ``step_s`` (the model step), ``post_s`` (step end to this message: outputs).
     ``frames_received``: color frames the node has received so far (a sender can count its lost frames).
+    ``trace`` (with ``waits["trace"]``): the finer split (config/README.md), ``sent_unix`` this message's wall clock.
     """
     wp = o.waypoint
     data = {
