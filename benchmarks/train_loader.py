@@ -4,9 +4,12 @@ One process encodes the same samples (a fixed shuffled order over recorded episo
   * ``old``        the previous path: each frame decoded and resized per sample, the HF image processor;
   * ``new cold``   ``--frame-cache`` empty (the first epoch: each episode's front frames decoded and resized
                    once, into one .npy per episode);
-  * ``new warm``   the cache filled (every later epoch).
+  * ``new warm``   the cache filled (every later epoch);
+  * ``uint8 warm``  the cache filled and the pixel values as uint8 patches (train/pixels.py; the trainer
+                   normalises them on the device), with the bytes per sample each path hands the trainer.
 The rows run interleaved for ``--rounds`` rounds; the medians are compared.
-Every sample's tensors from ``new`` are compared with ``old`` (``torch.equal``). torch runs one thread,
+Every sample's tensors from ``new`` are compared with ``old`` (``torch.equal``); ``uint8`` samples have
+the same token tensors and, normalised, the same pixel values (to 2e-6). torch runs one thread,
 as in a DataLoader worker (torch sets that in each worker); ``old, default threads`` shows what the
 main process (``--num-workers 0``) costs with torch's default thread count on this machine.
 
@@ -40,7 +43,7 @@ from internvla_s2_node.train.model import configure_processor  # noqa: E402
 NAVIGATOR = REPO / "internvla_s2_node" / "assets" / "navigator"
 
 
-def dataset(args, processor, **overrides):
+def dataset(args, processor, uint8=False, **overrides):
     argv = ["--data", args.data, "--model", str(NAVIGATOR), "--output-dir", "/tmp/unused",
             "--resize-w", "160", "--resize-h", "160", "--max-pixels", "35840",
             "--sample-step", str(args.sample_step), "--stop-repeat", str(args.stop_repeat)]  # fmt: skip
@@ -49,6 +52,8 @@ def dataset(args, processor, **overrides):
         setattr(cfg, key, value)
     configure_processor(processor, cfg)
     ds, report = prepare_data(cfg, processor)
+    if not uint8:
+        ds.patching = None  # the processor's float32 values, as before train/pixels.py
     return ds, report
 
 
@@ -59,8 +64,19 @@ def timed(ds, order) -> float:
     return len(order) / (time.perf_counter() - start)
 
 
-def same(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+def same(a: dict, b: dict, patching=None) -> bool:
+    if a.keys() != b.keys():
+        return False
+    if patching is not None and "pixel_values" in b:
+        b = {**b, "pixel_values": patching.normalize(b["pixel_values"])}
+        if not torch.allclose(a["pixel_values"], b["pixel_values"], rtol=0, atol=2e-6):
+            return False
+        return all(torch.equal(a[k], b[k]) for k in a if k != "pixel_values")
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def bytes_per_sample(ds, order) -> float:
+    return statistics.mean(sum(t.numel() * t.element_size() for t in ds.encode(i).values()) for i in order)
 
 
 def main() -> None:
@@ -90,13 +106,16 @@ def main() -> None:
         rows["new cold"] = [timed(new, order)]
         cache_bytes = sum(f.stat().st_size for f in pathlib.Path(cache).iterdir())
         new, _ = dataset(args, processor, frame_cache=cache)  # a fresh process's view: opens the files written above
-        runs = {"old": old, "new warm": new}
+        fast, _ = dataset(args, processor, uint8=True, frame_cache=cache)
+        runs = {"old": old, "new warm": new, "uint8 warm": fast}
         for _ in range(args.rounds):  # interleaved, so load changes on this shared machine hit all rows alike
             for name, ds in runs.items():
                 rows.setdefault(name, []).append(timed(ds, order))
         with tempfile.TemporaryDirectory() as fresh_cache:  # untimed: every sample, cold and warm, against old
             fresh, _ = dataset(args, processor, frame_cache=fresh_cache)
             equal = sum(same(old.encode(i), fresh.encode(i)) and same(old.encode(i), new.encode(i)) for i in order)
+            equal_uint8 = sum(same(old.encode(i), fast.encode(i), fast.patching) for i in order)
+            sample_bytes = {"float32 (old, new)": bytes_per_sample(new, order[:50]), "uint8": bytes_per_sample(fast, order[:50])}
     median = {k: statistics.median(v) for k, v in rows.items()}
     result = {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -108,11 +127,12 @@ def main() -> None:
         "rounds": args.rounds, "samples_per_s_median": {k: round(v, 1) for k, v in median.items()},
         "samples_per_s_rounds": {k: [round(x, 1) for x in v] for k, v in rows.items()},
         "speedup_vs_old": {k: round(v / median["old"], 2) for k, v in median.items() if k != "old"},
-        "samples_equal": f"{equal}/{len(order)}",
+        "samples_equal": f"{equal}/{len(order)}", "uint8_samples_equal_after_normalising": f"{equal_uint8}/{len(order)}",
+        "bytes_per_sample_mean_of_50": {k: round(v) for k, v in sample_bytes.items()},
         "cache_bytes_per_episode": cache_bytes // max(1, report["episodes"]),
     }  # fmt: skip
     print(json.dumps(result, indent=2))
-    if equal != len(order):
+    if equal != len(order) or equal_uint8 != len(order):
         raise SystemExit("train_loader: new samples differ from old ones")
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)

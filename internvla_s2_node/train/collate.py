@@ -58,8 +58,9 @@ def _message_text(message: dict[str, Any]) -> str:
     return "".join(c.get("text", "") for c in content if c.get("type") == "text")
 
 
-def encode_conversation(processor, messages: list[dict[str, Any]], images: list[Any]) -> dict[str, torch.Tensor]:
-    """One sample's tensors: ``input_ids`` and ``labels`` (1-D), pixel values and grids."""
+def encode_conversation(processor, messages: list[dict[str, Any]], images: list[Any], patching=None) -> dict[str, torch.Tensor]:
+    """One sample's tensors: ``input_ids`` and ``labels`` (1-D), pixel values and grids. With ``patching``
+    (train.pixels.Patching) the pixel values are the uint8 patches the trainer normalises on the device."""
     image_token = getattr(processor, "image_token", "<|image_pad|>")
     ids, labels, mm_types, pixels, grids = [], [], [], [], []
     remaining = list(images)
@@ -72,7 +73,7 @@ def encode_conversation(processor, messages: list[dict[str, Any]], images: list[
             continue
         n_images = text.count(image_token)
         seg_images, remaining = remaining[:n_images], remaining[n_images:]
-        enc = processor(text=[text], images=seg_images or None, add_special_tokens=index == 0, return_tensors="pt")
+        enc = _encode_prompt(processor, text, seg_images, index == 0, patching)
         tokens = enc["input_ids"][0].tolist()
         ids += tokens
         labels += [IGNORE_INDEX] * len(tokens)
@@ -91,6 +92,35 @@ def encode_conversation(processor, messages: list[dict[str, Any]], images: list[
         out["pixel_values"] = torch.cat(pixels)
         out["image_grid_thw"] = torch.cat(grids)
     return out
+
+
+def _encode_prompt(processor, text: str, images: list, first: bool, patching) -> dict[str, torch.Tensor]:
+    """A prompt segment through the processor; with ``patching``, frames the processor would not resize are
+    patchified from their uint8 pixels and the text expanded as the processor expands it."""
+    sizes = [getattr(image, "size", None) for image in images]
+    if patching is None or not images or not all(s and patching.keeps_size(*s) for s in sizes):
+        enc = processor(text=[text], images=images or None, add_special_tokens=first, return_tensors="pt")
+        if patching is not None and images:
+            enc["pixel_values"] = patching.to_uint8(enc["pixel_values"])
+        return enc
+    import numpy as np
+
+    image_token = getattr(processor, "image_token", "<|image_pad|>")
+    patches, grids, pieces = [], [], text.split(image_token)
+    expanded = pieces[0]
+    for image, piece in zip(images, pieces[1:]):
+        values, grid = patching.patchify(np.asarray(image.convert("RGB")))
+        patches.append(values)
+        grids.append(grid)
+        expanded += image_token * (grid[1] * grid[2] // patching.merge**2) + piece
+    enc = processor.tokenizer([expanded], add_special_tokens=first, return_tensors="pt")
+    image_token_id = processor.tokenizer.convert_tokens_to_ids(image_token)
+    return {
+        "input_ids": enc["input_ids"],
+        "mm_token_type_ids": (enc["input_ids"] == image_token_id).long(),
+        "pixel_values": torch.from_numpy(np.concatenate(patches)),
+        "image_grid_thw": torch.tensor(grids),
+    }
 
 
 @dataclasses.dataclass

@@ -51,11 +51,13 @@ class S2Dataset(torch.utils.data.Dataset):
         on_error: str = "skip",
         max_retries: int = 8,
         frame_cache: str | os.PathLike | None = None,
+        patching=None,
     ) -> None:
         self.episodes = episodes
         self.specs = specs
         self.processor = processor
         self.frame_cache = Path(frame_cache) if frame_cache else None
+        self.patching = patching  # train.pixels.Patching: uint8 pixel values, normalised by the trainer
         self._open: dict[int, np.ndarray] = {}  # episode id -> its cached frames (memory-mapped), per process
         self.num_history = num_history
         self.resize = resize
@@ -134,7 +136,7 @@ class S2Dataset(torch.utils.data.Dataset):
 
     def encode(self, index: int, epoch: int = 0) -> dict[str, torch.Tensor]:
         messages, images = self.conversation(index, epoch)
-        return encode_conversation(self.processor, messages, images)
+        return encode_conversation(self.processor, messages, images, self.patching)
 
 
 def _cache_key(episode: Episode, resize: tuple[int, int]) -> str:
@@ -178,9 +180,12 @@ def prepare_data(cfg, processor):
     summary = {**report.to_json(), "summary": report.summary(), "samples": len(specs), "samples_by_kind": dict(kinds)}
     if not specs:
         raise NoSamples(f"no training samples in {cfg.data}: {report.summary()}{_first_reasons(report.skipped)}", summary)
+    from .pixels import Patching
+
+    patching = Patching.of(processor.image_processor) if processor is not None else None
     dataset = S2Dataset(
         episodes, specs, processor, cfg.num_history, (cfg.resize_w, cfg.resize_h), cfg.seed, cfg.on_bad_data,
-        frame_cache=cfg.frame_cache,
+        frame_cache=cfg.frame_cache, patching=patching,
     )  # fmt: skip
     return dataset, summary
 

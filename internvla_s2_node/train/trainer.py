@@ -185,6 +185,8 @@ class Trainer:
     def forward_sum(self, batch: dict) -> torch.Tensor:
         """Summed cross-entropy over the batch's answer tokens (logits are computed only where a label follows)."""
         batch = {k: v.to(self.info.device, non_blocking=True) for k, v in batch.items()}
+        if "pixel_values" in batch and batch["pixel_values"].dtype == torch.uint8:
+            batch["pixel_values"] = self.dataset.patching.normalize(batch["pixel_values"])  # see train/pixels.py
         if "pixel_values" in batch and self.ds_config is not None and self.cfg.bf16:
             batch["pixel_values"] = batch["pixel_values"].to(torch.bfloat16)
         labels = batch.pop("labels")
