@@ -134,6 +134,7 @@ def train_args(args, max_steps: int, output_dir: pathlib.Path | None = None) -> 
         "--no-gradient-checkpointing", "--no-progress", "--logging-steps", "10",
         "--save-steps", str(max(50, max_steps // args.checkpoints)), "--save-total-limit", str(args.checkpoints), "--seed", "42",
         "--sample-step", str(args.sample_step), "--stop-repeat", str(args.stop_repeat), "--frame-cache", str(args.work / "frame_cache"),
+        "--pixel-goal-repeat", str(args.pixel_goal_repeat), *(["--time-limit-s", str(args.time_limit)] if args.time_limit else []),
     ]  # fmt: skip
 
 
@@ -193,6 +194,8 @@ def main(argv=None) -> int:
     p.add_argument("--init-from", help="start from this checkpoint instead of the random init (a second round)")
     p.add_argument("--sample-step", type=int, default=4)
     p.add_argument("--stop-repeat", type=int, default=5)
+    p.add_argument("--pixel-goal-repeat", type=int, default=1, help="each pixel-goal sample this many times")
+    p.add_argument("--time-limit", type=float, help="training stops after the step that passes this many seconds, and saves")
     p.add_argument("--probe-batches", type=int, nargs="+", help="probe these batch sizes and train with the one of most samples/s")
     p.add_argument("--export-from", help="export this checkpoint folder (default: run/, or its newest checkpoint-N)")
     p.add_argument("--checkpoints", type=int, default=1, help="keep this many checkpoints, evenly spaced (for a held-out SR curve)")

@@ -242,3 +242,14 @@ def test_pixel_goal_outside_the_look_down_frame_is_a_data_error(tmp_path):
     processor = AutoProcessor.from_pretrained(default_tiny_checkpoint("qwen3_vl"), local_files_only=True)
     with pytest.raises(DataError, match=r"episode 0 of .*pixel goal \(40, 3\) at frame 0 is outside the 32x32 look-down frame"):
         S2Dataset(episodes, specs, processor, resize=(32, 32), on_error="raise")[0]
+
+
+def test_pixel_goal_repeat_weights_the_kinds():
+    actions = [F, F, F, F, L, L, L, L, L, F, F, R, S]
+    goal_ids = [4, 3, 2, 1, -1, -1, -1, -1, -1, 2, 1, -1, -1]
+    once = episode_samples(_episode(actions, goal_ids), 0, SampleOptions(sample_step=4, stop_repeat=1))
+    twice = episode_samples(_episode(actions, goal_ids), 0, SampleOptions(sample_step=4, stop_repeat=1, pixel_goal_repeat=3))
+    kinds = [s.kind for s in once]
+    assert kinds.count(SampleKind.PIXEL_GOAL) == 1
+    assert [s.kind for s in twice].count(SampleKind.PIXEL_GOAL) == 3
+    assert [s for s in twice if s.kind != SampleKind.PIXEL_GOAL] == [s for s in once if s.kind != SampleKind.PIXEL_GOAL]

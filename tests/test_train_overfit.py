@@ -101,3 +101,19 @@ def test_trained_checkpoint_runs_in_the_engine(trained):
         assert decisions[0].looked_down and decisions[0].kind == DecisionKind.PIXEL_GOAL  # no depth given: pixel only
     finally:
         engine.close()
+
+
+def test_time_limit_stops_after_the_step_and_saves(tmp_path):
+    data = write_synthetic_scene(tmp_path / "scene", num_episodes=1, length=12, frame_size=FRAME, look_down_size=LOOK_DOWN)
+    out = tmp_path / "run"
+    assert train_main(_args(data, out, "--max-steps", "50", "--per-device-batch-size", "2", "--time-limit-s", "1e-6")) == 0
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [1]
+    assert json.loads((out / "trainer_state.json").read_text()) == {"step": 1, "total_steps": 50}
+    assert detect_backbone(str(out)) == BackboneKind.QWEN3_VL
+    load_backbone(str(out), device="cpu")
+
+
+def test_time_limit_must_be_positive(tmp_path, capsys):
+    assert train_main(_args(tmp_path, tmp_path / "o", "--time-limit-s", "0")) != 0
+    assert "time_limit_s must be > 0" in capsys.readouterr().err

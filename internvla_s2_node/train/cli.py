@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--num-future-steps", type=int, default=defaults["num_future_steps"])
     g.add_argument("--min-goal-frames", type=int, default=defaults["min_goal_frames"])
     g.add_argument("--stop-repeat", type=int, default=defaults["stop_repeat"])
+    g.add_argument("--pixel-goal-repeat", type=int, default=defaults["pixel_goal_repeat"], help="each pixel-goal sample this many times")
     g.add_argument("--pixel-goal-only", action="store_true")
     g.add_argument("--resize-w", type=int, default=defaults["resize_w"])
     g.add_argument("--resize-h", type=int, default=defaults["resize_h"])
@@ -70,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--warmup-ratio", type=float, default=defaults["warmup_ratio"])
     o.add_argument("--epochs", type=float, default=defaults["epochs"])
     o.add_argument("--max-steps", type=int, default=None)
+    o.add_argument("--time-limit-s", type=float, default=None, help="stop after the step that passes this many seconds of training and save the checkpoint "
+                   "(the learning-rate schedule keeps its length: size --max-steps to the time for a full schedule)")
     o.add_argument("--per-device-batch-size", type=int, default=defaults["per_device_batch_size"])
     o.add_argument("--grad-accum", type=int, default=defaults["grad_accum"])
     o.add_argument("--deepspeed", default=None, help="DeepSpeed JSON config (scripts/ds_zero2.json, ds_zero3.json, ds_zero3_offload.json)")

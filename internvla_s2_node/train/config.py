@@ -33,6 +33,7 @@ class TrainConfig:
     num_future_steps: int = 4
     min_goal_frames: int = 3
     stop_repeat: int = 5
+    pixel_goal_repeat: int = 1  # each pixel-goal sample this many times (a lever on the kinds' mix)
     pixel_goal_only: bool = False
     resize_w: int = 384  # as EngineConfig: history and current frames are resized to this
     resize_h: int = 384
@@ -61,6 +62,7 @@ class TrainConfig:
     warmup_ratio: float = 0.003
     epochs: float = 1.0
     max_steps: int | None = None
+    time_limit_s: float | None = None  # stop after the step that passes it, and save (the schedule is not shortened)
     per_device_batch_size: int = 2
     grad_accum: int = 1
     bf16: bool = True
@@ -97,7 +99,7 @@ class TrainConfig:
             yield f"model_size must be one of {MODEL_SIZES}, got {self.model_size!r}"
         for name, low in (
             ("sample_step", 1), ("num_history", 0), ("num_future_steps", 1), ("min_goal_frames", 0), ("stop_repeat", 0),
-            ("resize_w", 28), ("resize_h", 28), ("lora_r", 1), ("per_device_batch_size", 1), ("grad_accum", 1),
+            ("pixel_goal_repeat", 1), ("resize_w", 28), ("resize_h", 28), ("lora_r", 1), ("per_device_batch_size", 1), ("grad_accum", 1),
             ("num_workers", 0), ("logging_steps", 1), ("save_steps", 0),
         ):  # fmt: skip
             if int(getattr(self, name)) < low:
@@ -112,6 +114,8 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not value > 0:
                 yield f"{name} must be > 0, got {value}"
+        if self.time_limit_s is not None and not self.time_limit_s > 0:
+            yield f"time_limit_s must be > 0 or unset, got {self.time_limit_s}"
         if self.weight_decay < 0 or self.max_grad_norm < 0:
             yield "weight_decay and max_grad_norm must be >= 0"
         if not 0 <= self.warmup_ratio < 1:

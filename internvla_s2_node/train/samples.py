@@ -44,6 +44,7 @@ class SampleOptions:
     min_goal_frames: int = 3
     stop_repeat: int = 5
     pixel_goal_only: bool = False
+    pixel_goal_repeat: int = 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +101,8 @@ def episode_samples(episode: Episode, episode_id: int, opts: SampleOptions) -> l
         for t in range(0, length - 1, opts.sample_step):
             answer = frame_sample(episode, t, opts)
             if answer is not None:
-                out.append(SampleSpec(episode_id, instruction, t, answer[0], answer[1]))
+                repeat = opts.pixel_goal_repeat if answer[0] == SampleKind.PIXEL_GOAL else 1
+                out.extend([SampleSpec(episode_id, instruction, t, answer[0], answer[1])] * repeat)
         if not opts.pixel_goal_only:
             stop = SampleSpec(episode_id, instruction, length - 1, SampleKind.STOP, (STOP_TOKEN,))
             out.extend([stop] * opts.stop_repeat)

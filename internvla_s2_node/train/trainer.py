@@ -258,13 +258,23 @@ class Trainer:
                 self.save(self.out / f"checkpoint-{step}", step)
                 if info.is_main:
                     prune_checkpoints(self.out, cfg.save_total_limit)
+            if step < self.steps and self._out_of_time(start):
+                log.warning("time limit %.0f s reached after step %d of %d; saving", cfg.time_limit_s, step, self.steps)
+                break
         if bar is not None:
             bar.close()
-        self.save(self.out, self.steps)
+        self.save(self.out, len(losses))
         if info.is_main:
-            log.info("training done: %d steps, final loss %.4f; checkpoint in %s", self.steps, losses[-1], self.out)
+            log.info("training done: %d steps, final loss %.4f; checkpoint in %s", len(losses), losses[-1], self.out)
         shutdown(info)
-        return TrainResult(self.out, self.steps, losses, self.data_report)
+        return TrainResult(self.out, len(losses), losses, self.data_report)
+
+    def _out_of_time(self, start: float) -> bool:
+        """Whether the time limit has passed, as rank 0 sees it (every rank stops after the same step)."""
+        if self.cfg.time_limit_s is None:
+            return False
+        late = torch.tensor(float(self.info.is_main and time.perf_counter() - start > self.cfg.time_limit_s), device=self.info.device)
+        return bool(all_reduce_sum(late, self.info).item() > 0)
 
     def _lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
