@@ -16,8 +16,9 @@
 # tests/test_train_frame_cache.py), so this reproduces the shipped run's data and samples.
 # Evaluation runs the S2 node over ROS 2, so it needs rclpy (it ran on CPU here).
 #
-# The next run (issue 13, about 25 GPU-minutes; plan and measured numbers in
-# benchmarks/results/navigator_card_2026-12-02.md, "next lever"), one stage per device call:
+# The next run is one device call, scripts/navigator_device/ (prepare.sh here, call.sh there; see
+# benchmarks/results/navigator_card_2026-12-02.md, "Next run"). The stages below are the earlier plan,
+# one per device call:
 #   bash scripts/train_navigator.sh houses25          # here (CPU, ~1 min): 700 houses, carried to the device
 #   bash scripts/train_navigator.sh record25          # device call 1 (~360 s): 16 recording processes for 330 s
 #   bash scripts/train_navigator.sh train25           # device call 2 (~590 s): init, batch probe, training, export

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# One device call (H200, 16 cores, <= 600 s): record -> frame cache -> step diagnosis -> training -> export.
+# Every log goes straight to $OUT (a pipe's buffer dies with a timeout); the model comes back as 15 MiB parts.
+#   REC_S (300) recording seconds, TRAIN_S (150) training seconds, BATCH (64), LR (1.5e-3), PROCS (16), WORKERS (15)
+# LOCAL=1 skips the device's GL and package setup (a CPU smoke run: LOCAL=1 REC_S=20 TRAIN_S=5 BATCH=4 OUT=/tmp/o).
+# At most 8 files come back: call.log, logs.txt, train_step.json, train_log.jsonl and the model parts.
+set -uo pipefail
+T0=$(date +%s); W=${W:-runs/nav_device}; mkdir -p "$W"
+export PYTHONUNBUFFERED=1 MUJOCO_GL=egl OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+if [ -z "${LOCAL:-}" ]; then
+    for f in .gl/*.deb; do dpkg -x "$f" /; done; ldconfig
+    nvidia_egl=/usr/local/nvidia/share/glvnd/egl_vendor.d/10_nvidia.json
+    [ -e /usr/share/glvnd/egl_vendor.d/10_nvidia.json ] || [ ! -e $nvidia_egl ] || export __EGL_VENDOR_LIBRARY_FILENAMES=$nvidia_egl
+    mkdir -p /tmp/site && tar -xJf .gpu_nav/site.tar.xz -C /tmp/site && export PYTHONPATH=/tmp/site:$PWD
+fi
+LOG=$OUT/logs.txt
+[ -d "$W/houses" ] || tar -xzf .gpu_nav/houses.tgz -C "$W"
+el() { echo "t=$(( $(date +%s) - T0 ))s $*" | tee -a "$OUT/call.log"; }
+if [ ! -f "$W/init/model.safetensors" ]; then  # the shipped model's config and tokenizer, seeded random weights
+    mkdir -p "$W/init" && for f in config.json generation_config.json merges.txt vocab.json tokenizer_config.json \
+        processor_config.json chat_template.jinja; do cp "internvla_s2_node/assets/navigator/$f" "$W/init/"; done
+    python3 -m internvla_s2_node.train.small_model "$W/init" --weights-only --seed 0 >> "$LOG" 2>&1
+fi
+el "setup done"
+[ -d "$W/data" ] || python3 scripts/train_navigator.py record --work "$W" --procs "${PROCS:-16}" --record-seconds "${REC_S:-300}" >> "$LOG" 2>&1
+el "recorded: $(grep 'record: stopped' "$LOG" | tail -1)"
+TRAIN=(--work "$W" --init-from "$W/init" --sample-step 2 --stop-repeat 2 --pixel-goal-repeat 2 --workers "${WORKERS:-15}" --lr "${LR:-1.5e-3}")
+python3 benchmarks/train_step.py --data "$W/data" --model "$W/init" --frame-cache "$W/frame_cache" --batch "${BATCH:-64}" --workers "${WORKERS:-15}" \
+    --batches 8 --out /tmp/train_step >> "$LOG" 2>&1
+cp /tmp/train_step/train_step_b*.json "$OUT/train_step.json" 2>/dev/null
+rate=$(python3 -c "import json; print(json.load(open('$OUT/train_step.json'))['samples_per_s']['train'])" 2>/dev/null || echo 75)
+el "step diagnosis: $(python3 -c "import json; print(json.load(open('$OUT/train_step.json'))['samples_per_s'])" 2>/dev/null)"
+steps=$(python3 -c "print(max(50, int(${TRAIN_S:-150} * $rate / ${BATCH:-64})))")
+el "training $steps steps of ${BATCH:-64} at $rate samples/s"
+python3 scripts/train_navigator.py train "${TRAIN[@]}" --steps "$steps" --batch "${BATCH:-64}" --checkpoints 3 \
+    --time-limit "$(( ${TRAIN_S:-150} + 30 ))" >> "$LOG" 2>&1
+cp "$W/run/train_log.jsonl" "$OUT/" 2>/dev/null
+python3 scripts/train_navigator.py export --work "$W" --export-dir "$W/export" >> "$LOG" 2>&1
+tar -C "$W/export" -cf - . | split -b 15m - "$OUT/model.tar.part-"
+el "done"
