@@ -6,7 +6,9 @@ step a look-down second turn. Reports how many calls give the same answer tokens
 
 * fast vs plain, both float32 (should be all of them);
 * float32 vs bfloat16, plain path (bf16 agreement);
-* fast vs plain, both bfloat16.
+* fast vs plain, both bfloat16;
+* fast with prefix reuse (``FastGenerator(prefix_reuse=True)``) vs fast, float32 and bfloat16, with the
+  prefix hit (kept / prompt tokens) over the calls.
 
     python benchmarks/navigator_agreement.py --model CKPT --data REC_DIR --device cpu --out result.json
 """
@@ -28,6 +30,7 @@ sys.path.insert(0, str(REPO))
 from internvla_s2_node.core import prompt  # noqa: E402
 from internvla_s2_node.core.backbone import load_backbone  # noqa: E402
 from internvla_s2_node.core.fast_generation import make_fast_generator  # noqa: E402
+from internvla_s2_node.core.fast_generation.generator import FastGenerator  # noqa: E402
 from internvla_s2_node.core.generation import PlainGenerator  # noqa: E402
 from internvla_s2_node.core.history import history_indices  # noqa: E402
 from internvla_s2_node.core.images import resize_rgb  # noqa: E402
@@ -95,9 +98,15 @@ def main(argv=None) -> int:
         fast = make_fast_generator(backbone, args.max_new_tokens, required=True)
         tokens[("plain", dtype)], result[f"plain_{dtype}_s_per_call"] = answers(plain, calls)
         tokens[("fast", dtype)], result[f"fast_{dtype}_s_per_call"] = answers(fast, calls)
+        reuse = FastGenerator(backbone, args.max_new_tokens, prefix_reuse=True)
+        tokens[("reuse", dtype)], result[f"fast_prefix_reuse_{dtype}_s_per_call"] = answers(reuse, calls)
+        result[f"prefix_hit_{dtype}"] = round(reuse.stats["prefix_tokens_reused"] / max(reuse.stats["prompt_tokens"], 1), 4)
     result["fast_vs_plain_float32"] = agreement(tokens[("fast", "float32")], tokens[("plain", "float32")])
     result["bfloat16_vs_float32_plain"] = agreement(tokens[("plain", "bfloat16")], tokens[("plain", "float32")])
     result["fast_vs_plain_bfloat16"] = agreement(tokens[("fast", "bfloat16")], tokens[("plain", "bfloat16")])
+    result["prefix_reuse_vs_fast_float32"] = agreement(tokens[("reuse", "float32")], tokens[("fast", "float32")])
+    result["prefix_reuse_vs_fast_bfloat16"] = agreement(tokens[("reuse", "bfloat16")], tokens[("fast", "bfloat16")])
+    result["prefix_reuse_bfloat16_vs_plain_float32"] = agreement(tokens[("reuse", "bfloat16")], tokens[("plain", "float32")])
     result["distinct_answers_float32"] = len({tuple(t) for t in tokens[("plain", "float32")]})
     pathlib.Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

@@ -19,6 +19,7 @@ import pytest
 
 from internvla_s2_node.evaluation import cli, provenance
 from internvla_s2_node.evaluation.runner import EvalConfig
+from processes import s2_child
 from ros_domains import domain
 
 FAST = ["--size", "96x72", "--no-maps", "--quiet"]
@@ -128,8 +129,7 @@ def test_signal_while_waiting_for_the_node_ends_cleanly(tmp_path, sig, code, wor
         deadline = time.monotonic() + 90
         child = None
         while child is None and time.monotonic() < deadline and proc.poll() is None:
-            child = next((c for c in psutil.Process(proc.pid).children(recursive=True)
-                          if "internvla_s2_node.ros.s2_node" in " ".join(c.cmdline())), None)
+            child = s2_child(proc.pid)
             time.sleep(0.1)
         assert child is not None, "no s2_node child process"
         time.sleep(0.5)  # past Popen's return in the parent: the session now owns the child

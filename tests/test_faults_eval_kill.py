@@ -28,6 +28,7 @@ from std_msgs.msg import String  # noqa: E402
 from internvla_s2_node.ros.qos import reliable_qos  # noqa: E402
 from ros_helpers import biased_checkpoint, wait_for  # noqa: E402
 from internvla_s2_node.sim import results  # noqa: E402
+from processes import s2_child  # noqa: E402
 from ros_domains import domain  # noqa: E402
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -35,16 +36,6 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 DOMAIN_ID = domain("faults_eval_kill")
 EPISODES, TIMEOUT_S = 4, 8.0
-
-
-def s2_child(pid: int):
-    for child in psutil.Process(pid).children(recursive=True):
-        try:
-            if "internvla_s2_node.ros.s2_node" in " ".join(child.cmdline()):
-                return child
-        except psutil.NoSuchProcess:
-            pass
-    return None
 
 
 def test_s2_node_killed_mid_episode(tmp_path):
