@@ -137,6 +137,8 @@ class PadCollator:
             "attention_mask": _pad([torch.ones_like(s["input_ids"]) for s in samples], length, 0),
             "mm_token_type_ids": _pad([s["mm_token_type_ids"] for s in samples], length, 0),
         }
+        if "position_ids" in samples[0]:  # (3, length) each -> (3, batch, length); padding is masked
+            batch["position_ids"] = torch.stack([_pad(list(s["position_ids"]), length, 0) for s in samples], dim=1)
         with_images = [s for s in samples if "pixel_values" in s]
         if with_images:
             batch["pixel_values"] = torch.cat([s["pixel_values"] for s in with_images])

@@ -23,6 +23,7 @@ from PIL import Image
 
 from ..core.images import as_rgb, resize_rgb
 from .collate import encode_conversation
+from .positions import mrope_positions
 from .lerobot_data import DataError, Episode
 from .samples import SampleKind, SampleSpec, build_messages, history_of
 
@@ -52,12 +53,14 @@ class S2Dataset(torch.utils.data.Dataset):
         max_retries: int = 8,
         frame_cache: str | os.PathLike | None = None,
         patching=None,
+        rope_merge: int | None = None,
     ) -> None:
         self.episodes = episodes
         self.specs = specs
         self.processor = processor
         self.frame_cache = Path(frame_cache) if frame_cache else None
         self.patching = patching  # train.pixels.Patching: uint8 pixel values, normalised by the trainer
+        self.rope_merge = rope_merge  # spatial merge size: M-RoPE positions computed here (train.positions)
         self._open: dict[int, np.ndarray] = {}  # episode id -> its cached frames (memory-mapped), per process
         self.num_history = num_history
         self.resize = resize
@@ -136,7 +139,10 @@ class S2Dataset(torch.utils.data.Dataset):
 
     def encode(self, index: int, epoch: int = 0) -> dict[str, torch.Tensor]:
         messages, images = self.conversation(index, epoch)
-        return encode_conversation(self.processor, messages, images, self.patching)
+        out = encode_conversation(self.processor, messages, images, self.patching)
+        if self.rope_merge:
+            out["position_ids"] = mrope_positions(out["mm_token_type_ids"], out.get("image_grid_thw"), self.rope_merge)
+        return out
 
 
 def _cache_key(episode: Episode, resize: tuple[int, int]) -> str:
@@ -185,7 +191,7 @@ def prepare_data(cfg, processor):
     patching = Patching.of(processor.image_processor) if processor is not None else None
     dataset = S2Dataset(
         episodes, specs, processor, cfg.num_history, (cfg.resize_w, cfg.resize_h), cfg.seed, cfg.on_bad_data,
-        frame_cache=cfg.frame_cache, patching=patching,
+        frame_cache=cfg.frame_cache, patching=patching, rope_merge=patching.merge if patching else None,
     )  # fmt: skip
     return dataset, summary
 
