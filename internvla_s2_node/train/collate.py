@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
 import torch
 
 IGNORE_INDEX = -100
@@ -103,8 +104,6 @@ def _encode_prompt(processor, text: str, images: list, first: bool, patching) ->
         if patching is not None and images:
             enc["pixel_values"] = patching.to_uint8(enc["pixel_values"])
         return enc
-    import numpy as np
-
     image_token = getattr(processor, "image_token", "<|image_pad|>")
     patches, grids, pieces = [], [], text.split(image_token)
     expanded = pieces[0]

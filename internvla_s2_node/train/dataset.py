@@ -191,7 +191,7 @@ def prepare_data(cfg, processor):
     patching = Patching.of(processor.image_processor) if processor is not None else None
     dataset = S2Dataset(
         episodes, specs, processor, cfg.num_history, (cfg.resize_w, cfg.resize_h), cfg.seed, cfg.on_bad_data,
-        frame_cache=cfg.frame_cache, patching=patching, rope_merge=patching.merge if patching else None,
+        frame_cache=cfg.frame_cache, patching=patching, rope_merge=getattr(getattr(processor, "image_processor", None), "merge_size", None),
     )  # fmt: skip
     return dataset, summary
 

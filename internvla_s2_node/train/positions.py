@@ -11,6 +11,8 @@ larger side. tests/test_train_positions.py compares it with each backbone's own 
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 
 
@@ -19,22 +21,20 @@ def mrope_positions(mm_token_type_ids: torch.Tensor, image_grid_thw: torch.Tenso
     types = mm_token_type_ids.tolist()
     grids = image_grid_thw.tolist() if image_grid_thw is not None else []
     out = torch.empty(3, len(types), dtype=torch.long)
-    pos, i, image = 0, 0, 0
-    while i < len(types):
-        j = i
-        while j < len(types) and types[j] == types[i]:
-            j += 1
-        if types[i] == 0:
-            out[:, i:j] = torch.arange(pos, pos + j - i)
-            pos += j - i
+    pos, start, image = 0, 0, 0
+    for kind, run in itertools.groupby(types):
+        end = start + len(list(run))
+        if kind == 0:
+            out[:, start:end] = torch.arange(pos, pos + end - start)
+            pos += end - start
         else:
             t, h, w = grids[image]
             h, w = h // merge, w // merge
-            if (j - i) != t * h * w:
-                raise ValueError(f"image {image}: {j - i} image tokens for a merged grid of {t}x{h}x{w}")
+            if end - start != t * h * w:
+                raise ValueError(f"image {image}: {end - start} image tokens for a merged grid of {t}x{h}x{w}")
             grid = torch.stack(torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij"))
-            out[:, i:j] = grid.reshape(3, -1) + pos
+            out[:, start:end] = grid.reshape(3, -1) + pos
             pos += max(h, w)  # t is 1 for images
             image += 1
-        i = j
+        start = end
     return out

@@ -16,7 +16,7 @@ from ..core.vision_attention import NAME, grouped_sdpa, register
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NAME", "grouped_sdpa", "restore_vision_attention", "use_grouped_vision_attention"]
+__all__ = ["NAME", "grouped_sdpa", "use_grouped_vision_attention"]
 
 
 def use_grouped_vision_attention(model) -> bool:
@@ -31,9 +31,3 @@ def use_grouped_vision_attention(model) -> bool:
     log.info("vision attention: %s -> %s (one call per distinct image size)", previous, NAME)
     return True
 
-
-def restore_vision_attention(model, implementation: str = "sdpa") -> None:
-    """Undo :func:`use_grouped_vision_attention` (before a checkpoint's config is written)."""
-    vision_config = getattr(model.config, "vision_config", None)
-    if vision_config is not None and vision_config._attn_implementation == NAME:
-        vision_config._attn_implementation = implementation
