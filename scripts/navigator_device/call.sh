@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One device call (H200, 16 cores, <= 600 s): record -> frame cache -> step diagnosis -> training -> export.
 # Every log goes straight to $OUT (a pipe's buffer dies with a timeout); the model comes back as 15 MiB parts.
-#   REC_S (300) recording seconds, TRAIN_S (150) training seconds, BATCH (64), LR (1.5e-3), PROCS (16), WORKERS (15)
+#   REC_S (300) recording seconds, TRAIN_S (150) training seconds, BATCH (64), LR (1.5e-3), PROCS (16), WORKERS (15),
+#   INIT (a checkpoint to continue from; default: seeded random weights), FIRST_SEED (record houses from this seed on)
 # LOCAL=1 skips the device's GL and package setup (a CPU smoke run: LOCAL=1 REC_S=20 TRAIN_S=5 BATCH=4 OUT=/tmp/o).
 # At most 8 files come back: call.log, logs.txt, train_step.json, train_log.jsonl and the model parts.
 set -uo pipefail
@@ -23,9 +24,10 @@ if [ ! -f "$W/init/model.safetensors" ]; then  # the shipped model's config and 
     python3 -m internvla_s2_node.train.small_model "$W/init" --weights-only --seed 0 >> "$LOG" 2>&1
 fi
 el "setup done"
-[ -d "$W/data" ] || python3 scripts/train_navigator.py record --work "$W" --procs "${PROCS:-16}" --record-seconds "${REC_S:-300}" >> "$LOG" 2>&1
+[ -d "$W/data" ] || python3 scripts/train_navigator.py record --work "$W" --procs "${PROCS:-16}" --record-seconds "${REC_S:-300}" \
+    ${FIRST_SEED:+--record-first-seed "$FIRST_SEED"} >> "$LOG" 2>&1
 el "recorded: $(grep 'record: stopped' "$LOG" | tail -1)"
-TRAIN=(--work "$W" --init-from "$W/init" --sample-step 2 --stop-repeat 2 --pixel-goal-repeat 2 --workers "${WORKERS:-15}" --lr "${LR:-1.5e-3}")
+TRAIN=(--work "$W" --init-from "${INIT:-$W/init}" --sample-step 2 --stop-repeat 2 --pixel-goal-repeat 2 --workers "${WORKERS:-15}" --lr "${LR:-1.5e-3}")
 python3 benchmarks/train_step.py --data "$W/data" --model "$W/init" --frame-cache "$W/frame_cache" --batch "${BATCH:-64}" --workers "${WORKERS:-15}" \
     --batches 8 --out /tmp/train_step >> "$LOG" 2>&1
 cp /tmp/train_step/train_step_b*.json "$OUT/train_step.json" 2>/dev/null
