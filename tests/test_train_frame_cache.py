@@ -96,3 +96,28 @@ def test_cli_option():
     args = ["--data", "d", "--output-dir", "o", "--model", "m"]
     assert config_from_args(build_parser().parse_args(args)).frame_cache is None
     assert config_from_args(build_parser().parse_args([*args, "--frame-cache", "/tmp/c"])).frame_cache == "/tmp/c"
+
+
+def test_filling_the_cache_before_training_gives_the_same_samples_without_decoding(tmp_path, processor, monkeypatch):
+    _, episodes, specs = _data(tmp_path / "scene")
+    front_only = [i for i, s in enumerate(specs) if s.kind != SampleKind.PIXEL_GOAL]
+    expected = [S2Dataset(episodes, specs, processor, resize=(32, 32)).encode(i) for i in front_only]
+    filler = S2Dataset(episodes, specs, processor, resize=(32, 32), frame_cache=tmp_path / "cache")
+    assert filler.fill_frame_cache(procs=2) == 2  # both episodes, in worker processes
+    assert filler.fill_frame_cache(procs=2) == 0  # nothing left to decode
+
+    def no_decoding(*args):
+        raise AssertionError("a front frame was decoded although the cache was filled")
+
+    monkeypatch.setattr(dataset_module, "load_rgb", no_decoding)
+    cached = S2Dataset(episodes, specs, processor, resize=(32, 32), on_error="raise", frame_cache=tmp_path / "cache")
+    assert all(_same(e, cached.encode(i)) for e, i in zip(expected, front_only))
+
+
+def test_filling_shares_episodes_by_rank_and_leaves_broken_ones_to_the_loader(tmp_path, processor):
+    scene, episodes, specs = _data(tmp_path / "scene")
+    episodes[1].frame_path(3, False).write_bytes(b"not a png")  # a front frame
+    rank1 = S2Dataset(episodes, specs, processor, resize=(32, 32), frame_cache=tmp_path / "cache")
+    assert rank1.fill_frame_cache(procs=1, rank=1, world_size=2) == 0  # its one episode is broken
+    assert rank1.fill_frame_cache(procs=1, rank=0, world_size=2) == 1
+    assert [f.name.split("_")[1] for f in (tmp_path / "cache").iterdir()] == ["000000"]

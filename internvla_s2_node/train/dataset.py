@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import multiprocessing
 import os
 import random
 from pathlib import Path
@@ -118,6 +119,31 @@ class S2Dataset(torch.utils.data.Dataset):
             episode.frame_path(frame, False)  # raises the out-of-range DataError
         return Image.fromarray(np.asarray(frames[frame]))
 
+    def fill_frame_cache(self, procs: int, rank: int = 0, world_size: int = 1) -> int:
+        """Caches the front frames of this rank's share of the episodes, ``procs`` episodes at a time, before
+        training; returns how many episodes it decoded. Without it the first epoch decodes each episode inside
+        a loader worker when a sample first needs it, and a step waits on that. An episode that cannot be
+        read is left to the loader, which skips or raises as ``on_error`` says."""
+        if self.frame_cache is None:
+            return 0
+        global _FILLING
+        todo = [i for i in range(rank, len(self.episodes), world_size) if not self._is_cached(self.episodes[i])]
+        if not todo:
+            return 0
+        _FILLING = self  # forked workers inherit it: no pickled dataset per task
+        try:
+            with multiprocessing.get_context("fork").Pool(max(1, procs)) as pool:
+                return sum(pool.imap_unordered(_fill_one, todo, chunksize=4))
+        finally:
+            _FILLING = None
+
+    def _is_cached(self, episode: Episode) -> bool:
+        try:
+            path = self.frame_cache / f"{_cache_key(episode, self.resize)}.npy"
+            return np.load(path, mmap_mode="r").shape == (episode.length, self.resize[1], self.resize[0], 3)
+        except (OSError, ValueError, DataError):
+            return False
+
     def _cached_fronts(self, episode: Episode) -> np.ndarray:
         path = self.frame_cache / f"{_cache_key(episode, self.resize)}.npy"
         try:
@@ -143,6 +169,17 @@ class S2Dataset(torch.utils.data.Dataset):
         if self.rope_merge:
             out["position_ids"] = mrope_positions(out["mm_token_type_ids"], out.get("image_grid_thw"), self.rope_merge)
         return out
+
+
+_FILLING: S2Dataset | None = None  # the dataset whose frame cache the forked fill workers fill
+
+
+def _fill_one(episode_id: int) -> int:
+    try:
+        _FILLING._cached_fronts(_FILLING.episodes[episode_id])
+        return 1
+    except DataError:
+        return 0
 
 
 def _cache_key(episode: Episode, resize: tuple[int, int]) -> str:

@@ -122,6 +122,7 @@ class Trainer:
             model_setup.enable_gradient_checkpointing(self.model)
         self.answer_head = AnswerHead(self.model.get_output_embeddings())
         self.dataset, self.data_report = self._prepare_data()
+        self._fill_frame_cache()
         self.steps = total_steps(len(self.dataset), self.global_batch, cfg.epochs, cfg.max_steps)
         self.optimizer = make_optimizer(model_setup.param_groups(self.model, cfg), cfg, self.ds_config)
         self.scheduler = make_scheduler(self.optimizer, cfg, self.steps)
@@ -139,6 +140,16 @@ class Trainer:
                 self.out.mkdir(parents=True, exist_ok=True)
                 (self.out / "data_report.json").write_text(json.dumps(exc.report, indent=2) + "\n")
             raise
+
+    def _fill_frame_cache(self) -> None:
+        if not self.cfg.frame_cache or self.cfg.num_workers < 1:
+            return
+        start = time.perf_counter()
+        filled = self.dataset.fill_frame_cache(self.cfg.num_workers, self.info.rank, self.info.world_size)
+        barrier(self.info)
+        if filled and self.info.is_main:
+            log.info("frame cache: decoded %d episodes (this rank's share) with %d processes in %.0f s",
+                     filled, self.cfg.num_workers, time.perf_counter() - start)
 
     @property
     def global_batch(self) -> int:

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# One device call (H200, 16 cores, <= 600 s): record -> frame cache -> step diagnosis -> training -> export.
+# One device call (H200, 16 cores, <= 600 s): record -> (DIAG=1) step diagnosis -> frame cache, probe and training -> export.
 # Every log goes straight to $OUT (a pipe's buffer dies with a timeout); the model comes back as 15 MiB parts.
 #   REC_S (300) recording seconds, TRAIN_S (150) training seconds, BATCH (64), LR (1.5e-3), PROCS (16), WORKERS (15),
 #   INIT (a checkpoint to continue from; default: seeded random weights), FIRST_SEED (record houses from this seed on)
 # LOCAL=1 skips the device's GL and package setup (a CPU smoke run: LOCAL=1 REC_S=20 TRAIN_S=5 BATCH=4 OUT=/tmp/o).
-# At most 8 files come back: call.log, logs.txt, train_step.json, train_log.jsonl and the model parts.
+# At most 8 files come back: call.log, logs.txt, (DIAG=1) train_step.md and the model parts (its folder holds
+# train_log.jsonl and data_report.json). EPOCHS (6) caps the steps at that many passes over the samples.
 set -uo pipefail
 T0=$(date +%s); W=${W:-runs/nav_device}; mkdir -p "$W"
 export PYTHONUNBUFFERED=1 MUJOCO_GL=egl OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
@@ -28,16 +29,16 @@ el "setup done"
     ${FIRST_SEED:+--record-first-seed "$FIRST_SEED"} >> "$LOG" 2>&1
 el "recorded: $(grep 'record: stopped' "$LOG" | tail -1)"
 TRAIN=(--work "$W" --init-from "${INIT:-$W/init}" --sample-step 2 --stop-repeat 2 --pixel-goal-repeat 2 --workers "${WORKERS:-15}" --lr "${LR:-1.5e-3}")
-python3 benchmarks/train_step.py --data "$W/data" --model "$W/init" --frame-cache "$W/frame_cache" --batch "${BATCH:-64}" --workers "${WORKERS:-15}" \
-    --batches 8 --out /tmp/train_step >> "$LOG" 2>&1
-cp /tmp/train_step/train_step_b*.json "$OUT/train_step.json" 2>/dev/null
-rate=$(python3 -c "import json; print(json.load(open('$OUT/train_step.json'))['samples_per_s']['train'])" 2>/dev/null || echo 75)
-el "step diagnosis: $(python3 -c "import json; print(json.load(open('$OUT/train_step.json'))['samples_per_s'])" 2>/dev/null)"
-steps=$(python3 -c "print(max(50, int(${TRAIN_S:-150} * $rate / ${BATCH:-64})))")
-el "training $steps steps of ${BATCH:-64} at $rate samples/s"
-python3 scripts/train_navigator.py train "${TRAIN[@]}" --steps "$steps" --batch "${BATCH:-64}" --checkpoints 3 \
-    --time-limit "$(( ${TRAIN_S:-150} + 30 ))" >> "$LOG" 2>&1
-cp "$W/run/train_log.jsonl" "$OUT/" 2>/dev/null
+if [ -n "${DIAG:-}" ]; then  # where a step's time goes (loader, copy, step), before training
+    python3 benchmarks/train_step.py --data "$W/data" --model "$W/init" --frame-cache "$W/frame_cache" --batch "${BATCH:-64}" \
+        --workers "${WORKERS:-15}" --batches 8 --out /tmp/train_step >> "$LOG" 2>&1
+    cp /tmp/train_step/train_step_b*.md "$OUT/train_step.md" 2>/dev/null
+    el "step diagnosis: $(grep -A4 samples_per_s "$OUT/train_step.md" | tr -d '\n ')"
+fi
+# Steps sized by train_navigator.py's 40-step probe (which also fills the frame cache), --time-limit the backstop.
+python3 scripts/train_navigator.py train "${TRAIN[@]}" --train-seconds "${TRAIN_S:-150}" --max-epochs "${EPOCHS:-6}" \
+    --batch "${BATCH:-64}" --checkpoints 3 --time-limit "$(( ${TRAIN_S:-150} + 15 ))" >> "$LOG" 2>&1
+el "trained: $(grep -E 'training rate|^train:' "$LOG" | tr '\n' ' ')"
 python3 scripts/train_navigator.py export --work "$W" --export-dir "$W/export" >> "$LOG" 2>&1
 tar -C "$W/export" -cf - . | split -b 15m - "$OUT/model.tar.part-"
 el "done"
