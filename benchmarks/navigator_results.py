@@ -2,6 +2,7 @@
 
     python benchmarks/navigator_results.py --held-out RUN_DIR --train-houses RUN_DIR \\
         --train-log internvla_s2_node/assets/navigator/train_log.jsonl --out benchmarks/results/navigator_2026-12-02
+    python benchmarks/navigator_results.py --held-out RUN_DIR --curve 684=R1_DIR 1215=R2_DIR ... --train-log ... --out ...
 
 RUN_DIR is an ``internvla-s2-eval --out`` folder (one sub-folder of JSON lines per policy). SR and OS
 intervals are Wilson score intervals; SPL, NE and nDTW intervals are mean +- 1.96 standard errors.
@@ -86,28 +87,49 @@ def table(rows: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def plot_curve(log: pathlib.Path, out: pathlib.Path) -> list[dict]:
+def plot_curve(log: pathlib.Path, out: pathlib.Path, curve: dict[int, dict] | None = None) -> list[dict]:
+    """Loss over optimizer steps (``global_step`` where the log spans several training rounds, with the
+    round boundaries marked) and, from ``curve``, held-out SR with its 95% interval at those steps."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-    steps, losses = [r["step"] for r in rows], [r["loss"] for r in rows]
+    steps, losses = [r.get("global_step", r["step"]) for r in rows], [r["loss"] for r in rows]
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(steps, losses, lw=1)
+    ax.plot(steps, losses, lw=1, label="training loss")
+    for prev, row, step in zip(rows, rows[1:], steps[1:]):
+        if row.get("round", 1) != prev.get("round", 1):
+            ax.axvline(step, color="grey", lw=0.8, ls=":")
     ax.set_yscale("log")
-    ax.set_xlabel("optimizer step (batch 16)")
+    ax.set_xlabel("optimizer step")
     ax.set_ylabel("answer-token cross-entropy")
-    ax.set_title("navigator S2 training loss (logged every 10 steps)")
+    ax.set_title("navigator S2 training (loss logged every 10 steps)")
     ax.grid(alpha=0.3)
+    if curve:
+        sr_ax = ax.twinx()
+        xs = sorted(curve)
+        sr = [curve[x]["SR"] for x in xs]
+        err = [[curve[x]["SR"] - curve[x]["SR_ci95"][0] for x in xs], [curve[x]["SR_ci95"][1] - curve[x]["SR"] for x in xs]]
+        sr_ax.errorbar(xs, sr, yerr=err, fmt="o-", color="tab:red", capsize=3, label="held-out SR (95% CI)")
+        sr_ax.set_ylabel("held-out SR", color="tab:red")
+        sr_ax.set_ylim(0, 1)
+        sr_ax.legend(loc="upper right")
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     with open(out.with_suffix(".csv"), "w") as fh:
-        fh.write("step,loss,lr,elapsed_s\n")
-        for r in rows:
-            fh.write(f"{r['step']},{r['loss']:.5f},{r['lr']:.3e},{r['elapsed_s']}\n")
+        fh.write("round,step,loss,lr,elapsed_s\n")
+        for r, step in zip(rows, steps):
+            fh.write(f"{r.get('round', 1)},{step},{r['loss']:.5f},{r['lr']:.3e},{r['elapsed_s']}\n")
     return rows
+
+
+def _curve_point(text: str) -> tuple[int, pathlib.Path]:
+    step, _, run_dir = text.partition("=")
+    if not step.isdigit() or not run_dir:
+        raise argparse.ArgumentTypeError(f"{text!r} is not STEP=RUN_DIR")
+    return int(step), pathlib.Path(run_dir)
 
 
 def main(argv=None) -> int:
@@ -115,6 +137,8 @@ def main(argv=None) -> int:
     p.add_argument("--held-out", type=pathlib.Path, required=True)
     p.add_argument("--train-houses", type=pathlib.Path)
     p.add_argument("--train-log", type=pathlib.Path)
+    p.add_argument("--curve", type=_curve_point, nargs="+", default=[],
+                   help="STEP=RUN_DIR: the S2 held-out run of the checkpoint after that many steps (the SR curve)")
     p.add_argument("--out", type=pathlib.Path, required=True, help="path prefix of the .md/.json/.png written")
     args = p.parse_args(argv)
     rows = {}
@@ -126,11 +150,14 @@ def main(argv=None) -> int:
         recs = records(args.train_houses, "s2")
         if recs:
             rows["training houses: s2"] = summarize(recs)
+    curve = {step: summarize(records(run_dir, "s2")) for step, run_dir in args.curve}
+    for step, s in sorted(curve.items()):
+        rows[f"held-out houses: s2 after {step} steps"] = s
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
     text = table(rows)
     if args.train_log:
-        plot_curve(args.train_log, args.out.with_name(args.out.name + "_loss.png"))
+        plot_curve(args.train_log, args.out.with_name(args.out.name + "_loss.png"), curve)
     args.out.with_suffix(".md").write_text(text + "\n")
     print(text)
     for name, s in rows.items():
