@@ -110,18 +110,46 @@ def export(args) -> None:
     if not (run_dir / "trainer_state.json").is_file():
         run_dir = max(run_dir.glob("checkpoint-*"), key=lambda d: int(d.name.split("-")[1]))
     state = json.loads((run_dir / "trainer_state.json").read_text())
+    log_dir = run_dir if (run_dir / "train_log.jsonl").is_file() else args.work / "run"
+    log, rounds = training_rounds(log_dir)  # read before the export may overwrite the init's files
     model = transformers.Qwen3VLForConditionalGeneration.from_pretrained(run_dir, dtype=torch.bfloat16, local_files_only=True)
     out = pathlib.Path(args.export_dir)
     model.save_pretrained(out, max_shard_size=f"{args.shard_mb}MB")
-    for name in ("processor_config.json", "chat_template.jinja", "train_config.json", "trainer_state.json",
-                 "data_report.json", "train_log.jsonl"):
+    for name in ("processor_config.json", "chat_template.jinja", "train_config.json", "trainer_state.json", "data_report.json"):
         src = run_dir / name if (run_dir / name).is_file() else args.work / "run" / name
         if src.is_file():
             (out / name).write_bytes(src.read_bytes())
+    (out / "train_log.jsonl").write_text("".join(json.dumps(row) + "\n" for row in log))
+    (out / "train_rounds.json").write_text(json.dumps({"rounds": rounds}, indent=2) + "\n")
     from internvla_s2_node.train.small_model import compact_tokenizer
 
     compact_tokenizer(run_dir, out)
     print(f"export: {run_dir} (step {state['step']} of {state['total_steps']}) -> {out}", flush=True)
+
+
+def training_rounds(run_dir: pathlib.Path) -> tuple[list[dict], list[dict]]:
+    """The training log and rounds of ``run_dir``'s run, after those of the checkpoint it started from
+    (a model trained in rounds, each from the previous round's export, keeps its whole curve): each log
+    row gains ``round``, ``global_step`` and ``global_samples``."""
+    config = json.loads((run_dir / "train_config.json").read_text())
+    init = pathlib.Path(config["model"])  # the checkpoint this run started from
+    log = [json.loads(line) for line in (init / "train_log.jsonl").read_text().splitlines() if line.strip()] \
+        if (init / "train_log.jsonl").is_file() else []
+    rounds = json.loads((init / "train_rounds.json").read_text())["rounds"] if (init / "train_rounds.json").is_file() else []
+    if log and not rounds:  # a checkpoint trained in one run, before rounds were kept
+        rounds = [{"round": 1, "init": "unknown", "steps": log[-1]["step"], "samples": log[-1]["samples"]}]
+    if log and "round" not in log[0]:
+        log = [{"round": 1, "global_step": r["step"], "global_samples": r["samples"], **r} for r in log]
+    step0 = log[-1]["global_step"] if log else 0
+    samples0 = log[-1]["global_samples"] if log else 0
+    n = len(rounds) + 1
+    this_log = run_dir / "train_log.jsonl"
+    this = [json.loads(line) for line in this_log.read_text().splitlines() if line.strip()] if this_log.is_file() else []
+    log += [{"round": n, "global_step": step0 + r["step"], "global_samples": samples0 + r["samples"], **r} for r in this]
+    rounds.append({"round": n, "init": str(init), "learning_rate": config["learning_rate"], "batch": config["per_device_batch_size"],
+                   "steps": this[-1]["step"] if this else 0, "samples": this[-1]["samples"] if this else 0,
+                   "train_s": this[-1]["elapsed_s"] if this else 0.0, "data": config["data"]})
+    return log, rounds
 
 
 def train_args(args, max_steps: int, output_dir: pathlib.Path | None = None) -> list[str]:
