@@ -32,6 +32,13 @@ def _data(root, seed=0):
     return scene, episodes, build_samples(episodes, SampleOptions(stop_repeat=1))
 
 
+def _forbid_decoding(monkeypatch):
+    def no_decoding(*args):
+        raise AssertionError("a front frame was decoded although the cache holds it")
+
+    monkeypatch.setattr(dataset_module, "load_rgb", no_decoding)
+
+
 def _same(a, b):
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
@@ -55,10 +62,7 @@ def test_a_filled_cache_is_read_not_decoded_again(tmp_path, processor, monkeypat
     S2Dataset(episodes, specs, processor, resize=(32, 32), frame_cache=tmp_path / "cache").encode(front_only[-1])
     expected = [S2Dataset(episodes, specs, processor, resize=(32, 32)).encode(i) for i in front_only]
 
-    def no_decoding(*args):
-        raise AssertionError("a front frame was decoded although the cache holds it")
-
-    monkeypatch.setattr(dataset_module, "load_rgb", no_decoding)
+    _forbid_decoding(monkeypatch)
     second = S2Dataset(episodes, specs, processor, resize=(32, 32), on_error="raise", frame_cache=tmp_path / "cache")
     assert all(_same(e, second.encode(i)) for e, i in zip(expected, front_only))
 
@@ -106,10 +110,7 @@ def test_filling_the_cache_before_training_gives_the_same_samples_without_decodi
     assert filler.fill_frame_cache(procs=2) == 2  # both episodes, in worker processes
     assert filler.fill_frame_cache(procs=2) == 0  # nothing left to decode
 
-    def no_decoding(*args):
-        raise AssertionError("a front frame was decoded although the cache was filled")
-
-    monkeypatch.setattr(dataset_module, "load_rgb", no_decoding)
+    _forbid_decoding(monkeypatch)
     cached = S2Dataset(episodes, specs, processor, resize=(32, 32), on_error="raise", frame_cache=tmp_path / "cache")
     assert all(_same(e, cached.encode(i)) for e, i in zip(expected, front_only))
 
