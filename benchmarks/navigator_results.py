@@ -135,6 +135,7 @@ def _curve_point(text: str) -> tuple[int, pathlib.Path]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--held-out", type=pathlib.Path, required=True)
+    p.add_argument("--name", default="held-out houses", help="what the --held-out run's episodes are (the rows' label)")
     p.add_argument("--train-houses", type=pathlib.Path)
     p.add_argument("--train-log", type=pathlib.Path)
     p.add_argument("--curve", type=_curve_point, nargs="+", default=[],
@@ -145,14 +146,14 @@ def main(argv=None) -> int:
     for policy in ("s2", "oracle", "random"):
         recs = records(args.held_out, policy)
         if recs:
-            rows[f"held-out houses: {policy}"] = summarize(recs)
+            rows[f"{args.name}: {policy}"] = summarize(recs)
     if args.train_houses:
         recs = records(args.train_houses, "s2")
         if recs:
             rows["training houses: s2"] = summarize(recs)
     curve = {step: summarize(records(run_dir, "s2")) for step, run_dir in args.curve}
     for step, s in sorted(curve.items()):
-        rows[f"held-out houses: s2 after {step} steps"] = s
+        rows[f"{args.name}: s2 after {step} steps"] = s
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
     text = table(rows)
