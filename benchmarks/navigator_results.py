@@ -112,7 +112,8 @@ def plot_curve(log: pathlib.Path, out: pathlib.Path, curve: dict[int, dict] | No
         xs = sorted(curve)
         sr = [curve[x]["SR"] for x in xs]
         err = [[curve[x]["SR"] - curve[x]["SR_ci95"][0] for x in xs], [curve[x]["SR_ci95"][1] - curve[x]["SR"] for x in xs]]
-        sr_ax.errorbar(xs, sr, yerr=err, fmt="o-", color="tab:red", capsize=3, label="held-out SR (95% CI)")
+        episodes = "/".join(sorted({str(curve[x]["episodes"]) for x in xs}))
+        sr_ax.errorbar(xs, sr, yerr=err, fmt="o-", color="tab:red", capsize=3, label=f"held-out SR, {episodes} episodes (95% CI)")
         sr_ax.set_ylabel("held-out SR", color="tab:red")
         sr_ax.set_ylim(0, 1)
         sr_ax.legend(loc="upper right")
@@ -153,7 +154,7 @@ def main(argv=None) -> int:
             rows["training houses: s2"] = summarize(recs)
     curve = {step: summarize(records(run_dir, "s2")) for step, run_dir in args.curve}
     for step, s in sorted(curve.items()):
-        rows[f"{args.name}: s2 after {step} steps"] = s
+        rows[f"{args.name}: s2 after {step} steps ({s['episodes']} episodes)"] = s
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
     text = table(rows)
