@@ -132,3 +132,20 @@ def test_each_map_is_titled_with_policy_metrics_and_instruction(tmp_path, monkey
     instruction_words = title.split("\n", 1)[1].split()
     assert len(instruction_words) >= 5  # the wrapped instruction under the metrics line
     assert (tmp_path / "oracle" / "maps" / f"episode_{record['episode_id']}.png").is_file()
+
+
+def test_s2_decisions_by_kind_are_counted_from_the_records_and_shown_under_the_table(tmp_path):
+    metrics = {"success": 1.0, "spl": 1.0, "distance_to_goal": 0.5, "oracle_success": 1.0, "ndtw": 0.9}
+    writer = results.ResultsWriter(tmp_path / "s2", 0)
+    # 7 calls: a pixel goal (2 calls), 4 action lists, STOP; then 3 calls: a pixel goal and an action list, no STOP
+    writer.append({"episode_id": 0, "reason": "stop", "policy_calls": 7, "waypoints": [[1.0, 2.0, 0.0]],
+                   "s2_latency_s": [0.1] * 7, "metrics": metrics})
+    writer.append({"episode_id": 1, "reason": "max_steps", "policy_calls": 3, "waypoints": [[1.0, 2.0, 0.0]],
+                   "s2_latency_s": [0.1] * 3, "metrics": metrics})
+    summary = results.merge(tmp_path / "s2")
+    assert (summary["s2_decisions"], summary["s2_pixel_goals"], summary["s2_stops"], summary["s2_action_lists"]) == (10, 2, 1, 5)
+    table = format_table({"s2": summary})
+    assert "s2: 10 S2 calls: 2 pixel goals (each a ↓ call and a look-down turn), 1 STOPs, 5 action lists or other" in table
+    oracle = results.ResultsWriter(tmp_path / "oracle", 0)
+    oracle.append({"episode_id": 0, "reason": "stop", "policy_calls": 40, "waypoints": [], "metrics": metrics})
+    assert "s2_decisions" not in results.merge(tmp_path / "oracle")  # not an S2 run: no latencies, no decision kinds

@@ -124,7 +124,17 @@ def format_table(summaries: dict[str, dict]) -> str:
             v = s.get(key)
             cells.append("-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}")
         rows.append(f"| {name} | {int(s.get('episodes', 0))} | " + " | ".join(cells) + " |")
-    return "\n".join(rows + _aggregation_notes(summaries))
+    return "\n".join(rows + _aggregation_notes(summaries) + _decision_notes(summaries))
+
+
+def _decision_notes(summaries: dict[str, dict]) -> list[str]:
+    """The S2 node's decisions by kind (sim.results), under the table."""
+    notes = []
+    for name, s in summaries.items():
+        if s.get("s2_decisions"):
+            notes.append(f"\n{name}: {int(s['s2_decisions'])} S2 calls: {int(s['s2_pixel_goals'])} pixel goals (each a ↓ call and "
+                         f"a look-down turn), {int(s['s2_stops'])} STOPs, {int(s['s2_action_lists'])} action lists or other")
+    return notes
 
 
 def _aggregation_notes(summaries: dict[str, dict]) -> list[str]:

@@ -88,8 +88,23 @@ def merge(policy_dir: pathlib.Path) -> dict:
         by_id[key] = record
     summary = summarize([{k: (math.nan if v is None else v) for k, v in r["metrics"].items()} for r in by_id.values()])
     summary.update(_latency_summary(by_id.values()))
+    summary.update(_decision_summary(by_id.values()))
     (policy_dir / "summary.json").write_text(json.dumps(_clean(summary), indent=2, sort_keys=True) + "\n")
     return summary
+
+
+def _decision_summary(records: Iterable[dict]) -> dict[str, float]:
+    """The S2 node's decisions by kind, read off the episode records: each followed waypoint is a pixel
+    goal (two calls: the "↓" answer, then the look-down turn), an episode ended by STOP is one stop call,
+    and the remaining calls are action lists (or answers that moved nothing)."""
+    records = [r for r in records if "s2_latency_s" in r]
+    if not records:
+        return {}
+    calls = sum(r.get("policy_calls", 0) for r in records)
+    pixel_goals = sum(len(r.get("waypoints") or []) for r in records)
+    stops = sum(1 for r in records if r.get("reason") == "stop")
+    return {"s2_decisions": float(calls), "s2_pixel_goals": float(pixel_goals), "s2_stops": float(stops),
+            "s2_action_lists": float(max(0, calls - 2 * pixel_goals - stops))}
 
 
 def _latency_summary(records: Iterable[dict]) -> dict[str, float]:
