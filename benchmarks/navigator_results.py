@@ -16,6 +16,11 @@ import argparse
 import json
 import math
 import pathlib
+import sys
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from internvla_s2_node.sim.results import decision_counts  # noqa: E402
 
 Z = 1.96
 
@@ -47,12 +52,10 @@ def records(run_dir: pathlib.Path, policy: str) -> list[dict]:
 
 
 def decision_mix(recs: list[dict]) -> dict:
-    pixel = sum(len(r.get("waypoints") or []) for r in recs)
-    stops = sum(1 for r in recs if r["reason"] == "stop")
-    calls = sum(r["policy_calls"] for r in recs)
-    # a pixel goal takes two calls: the "↓" answer and the look-down turn
-    return {"policy_calls": calls, "look_down_then_pixel_goal": pixel, "stop": stops,
-            "action_lists_and_other": calls - 2 * pixel - stops}
+    """The S2 decisions by kind as the evaluation summary counts them (sim.results.decision_counts)."""
+    counts = decision_counts(recs)
+    return {"policy_calls": int(counts["s2_decisions"]), "look_down_then_pixel_goal": int(counts["s2_pixel_goals"]),
+            "stop": int(counts["s2_stops"]), "action_lists_and_other": int(counts["s2_action_lists"])}
 
 
 def summarize(recs: list[dict]) -> dict:

@@ -133,8 +133,7 @@ def training_rounds(run_dir: pathlib.Path) -> tuple[list[dict], list[dict]]:
     row gains ``round``, ``global_step`` and ``global_samples``."""
     config = json.loads((run_dir / "train_config.json").read_text())
     init = pathlib.Path(config["model"])  # the checkpoint this run started from
-    log = [json.loads(line) for line in (init / "train_log.jsonl").read_text().splitlines() if line.strip()] \
-        if (init / "train_log.jsonl").is_file() else []
+    log = _jsonl(init / "train_log.jsonl")
     rounds = json.loads((init / "train_rounds.json").read_text())["rounds"] if (init / "train_rounds.json").is_file() else []
     if log and not rounds:  # a checkpoint trained in one run, before rounds were kept
         rounds = [{"round": 1, "init": "unknown", "steps": log[-1]["step"], "samples": log[-1]["samples"]}]
@@ -143,13 +142,16 @@ def training_rounds(run_dir: pathlib.Path) -> tuple[list[dict], list[dict]]:
     step0 = log[-1]["global_step"] if log else 0
     samples0 = log[-1]["global_samples"] if log else 0
     n = len(rounds) + 1
-    this_log = run_dir / "train_log.jsonl"
-    this = [json.loads(line) for line in this_log.read_text().splitlines() if line.strip()] if this_log.is_file() else []
+    this = _jsonl(run_dir / "train_log.jsonl")
     log += [{"round": n, "global_step": step0 + r["step"], "global_samples": samples0 + r["samples"], **r} for r in this]
     rounds.append({"round": n, "init": str(init), "learning_rate": config["learning_rate"], "batch": config["per_device_batch_size"],
                    "steps": this[-1]["step"] if this else 0, "samples": this[-1]["samples"] if this else 0,
                    "train_s": this[-1]["elapsed_s"] if this else 0.0, "data": config["data"]})
     return log, rounds
+
+
+def _jsonl(path: pathlib.Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.is_file() else []
 
 
 def train_args(args, max_steps: int, output_dir: pathlib.Path | None = None) -> list[str]:
@@ -175,7 +177,7 @@ def training_rate(args, steps: int = 40) -> tuple[float, int]:
     out = args.work / "probe"
     shutil.rmtree(out, ignore_errors=True)
     assert train_main(train_args(args, steps, out)) == 0
-    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines() if line.strip()]
+    log = _jsonl(out / "train_log.jsonl")
     first, last = log[0], log[-1]
     rate = (last["samples"] - first["samples"]) / (last["elapsed_s"] - first["elapsed_s"])
     samples = json.loads((out / "data_report.json").read_text())["samples"]

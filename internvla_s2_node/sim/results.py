@@ -88,12 +88,12 @@ def merge(policy_dir: pathlib.Path) -> dict:
         by_id[key] = record
     summary = summarize([{k: (math.nan if v is None else v) for k, v in r["metrics"].items()} for r in by_id.values()])
     summary.update(_latency_summary(by_id.values()))
-    summary.update(_decision_summary(by_id.values()))
+    summary.update(decision_counts(by_id.values()))
     (policy_dir / "summary.json").write_text(json.dumps(_clean(summary), indent=2, sort_keys=True) + "\n")
     return summary
 
 
-def _decision_summary(records: Iterable[dict]) -> dict[str, float]:
+def decision_counts(records: Iterable[dict]) -> dict[str, float]:
     """The S2 node's decisions by kind, read off the episode records: each followed waypoint is a pixel
     goal (two calls: the "↓" answer, then the look-down turn), an episode ended by STOP is one stop call,
     and the remaining calls are action lists (or answers that moved nothing)."""

@@ -139,19 +139,27 @@ class S2Dataset(torch.utils.data.Dataset):
 
     def _is_cached(self, episode: Episode) -> bool:
         try:
-            path = self.frame_cache / f"{_cache_key(episode, self.resize)}.npy"
-            return np.load(path, mmap_mode="r").shape == (episode.length, self.resize[1], self.resize[0], 3)
-        except (OSError, ValueError, DataError):
+            path = self._cache_path(episode)
+        except DataError:
             return False
+        return self._read_cached(path, episode) is not None
 
-    def _cached_fronts(self, episode: Episode) -> np.ndarray:
-        path = self.frame_cache / f"{_cache_key(episode, self.resize)}.npy"
+    def _cache_path(self, episode: Episode) -> Path:
+        return self.frame_cache / f"{_cache_key(episode, self.resize)}.npy"
+
+    def _read_cached(self, path: Path, episode: Episode) -> np.ndarray | None:
+        """The episode's cached frames, memory-mapped; None when the file is missing, unreadable or another size."""
         try:
             frames = np.load(path, mmap_mode="r")
-            if frames.shape == (episode.length, self.resize[1], self.resize[0], 3):
-                return frames
         except (OSError, ValueError):
-            pass
+            return None
+        return frames if frames.shape == (episode.length, self.resize[1], self.resize[0], 3) else None
+
+    def _cached_fronts(self, episode: Episode) -> np.ndarray:
+        path = self._cache_path(episode)
+        frames = self._read_cached(path, episode)
+        if frames is not None:
+            return frames
         width, height = self.resize
         frames = np.stack([np.asarray(resize_rgb(load_rgb(episode, t, False), width, height)) for t in range(episode.length)])
         tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
