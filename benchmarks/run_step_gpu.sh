@@ -24,8 +24,9 @@ if [ ! -s "$TOK/tokenizer.json" ] && [ -s .cache/s2tok/tokenizer.json.gz ]; then
 fi
 # The tests' tokenizer (core.tiny): Qwen's BPE without the added tokens, from the same file when not carried.
 BPE=$INTERNVLA_S2_CACHE/qwen-bpe-v1/tokenizer.json
-if [ ! -s "$BPE" ] && [ -s "$TOK/tokenizer.json" ]; then
-  $PY benchmarks/step_variants.py --bpe-from "$TOK/tokenizer.json" --out "$BPE" 2>&1 | tee -a "$LOG"
+if [ ! -s "$BPE" ]; then  # else from the navigator's tokenizer (the same vocabulary and merges), tracked in the package
+  SRC=internvla_s2_node/assets/navigator; [ -s "$TOK/tokenizer.json" ] && SRC=$TOK/tokenizer.json
+  $PY benchmarks/step_variants.py --bpe-from "$SRC" --out "$BPE" 2>&1 | tee -a "$LOG"
 fi
 TINY_ARG=""
 [ -n "${TINY:-}" ] && TINY_ARG=--tiny

@@ -215,6 +215,14 @@ def bpe_from_tokenizer(src: pathlib.Path, dst: pathlib.Path) -> None:
     tokenizer, so the CUDA tests need neither the network nor the tiktoken ranks on the device."""
     from internvla_s2_node.core.tiny import FIRST_SPECIAL_ID
 
+    if src.is_dir():  # a checkpoint's tokenizer (the navigator ships the real vocabulary): its tokenizer.json
+        import tempfile
+
+        import transformers
+
+        saved = pathlib.Path(tempfile.mkdtemp())
+        transformers.AutoTokenizer.from_pretrained(src, local_files_only=True).save_pretrained(saved)
+        src = saved / "tokenizer.json"
     data = json.loads(src.read_text())
     data["model"]["vocab"] = {tok: i for tok, i in data["model"]["vocab"].items() if i < FIRST_SPECIAL_ID}
     data["added_tokens"] = []
@@ -243,7 +251,8 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="CPU smoke test: tiny body, float32")
     ap.add_argument("--combine", nargs="*", default=None, help="result files of this script to put into one JSON + markdown under --out")
     ap.add_argument("--tag", default="", help="--combine: a word in the output file names")
-    ap.add_argument("--bpe-from", default=None, help="write core.tiny's BPE cache file (--out) from a saved tokenizer.json")
+    ap.add_argument("--bpe-from", default=None, help="write core.tiny's BPE cache file (--out) from a saved tokenizer.json or a checkpoint folder "
+                    "(internvla_s2_node/assets/navigator has the real vocabulary)")
     args = ap.parse_args()
     if args.bpe_from:
         bpe_from_tokenizer(pathlib.Path(args.bpe_from), pathlib.Path(args.out))

@@ -7,7 +7,8 @@ Stages (each may be run alone; paths under --work):
            (internvla-s2-eval --policy oracle --record), stopped at --record-seconds
   init     the small Qwen3-VL: real vocabulary and chat template, random weights (train.small_model)
   train    internvla-s2-train on the recordings (with --frame-cache); steps sized from a 40-step probe of
-           real training steps so the run fits --train-seconds (or --steps)
+           real training steps so the run fits --train-seconds (or --steps); --time-limit stops it earlier
+           and --resume continues the same schedule (one warm-up and cosine over several processes)
   export   the trained checkpoint in bfloat16 safetensors (the package ships it in assets/navigator)
 
 Seeds: houses as above, episodes seeded by their house, model init seed 0, training seed 42.
@@ -155,6 +156,8 @@ def _jsonl(path: pathlib.Path) -> list[dict]:
 
 
 def train_args(args, max_steps: int, output_dir: pathlib.Path | None = None) -> list[str]:
+    """internvla-s2-train's arguments for the run (in WORK/run), or for a probe in ``output_dir`` (no time limit, no state)."""
+    run = output_dir is None
     return [
         "--data", str(args.work / "data"), "--model", str(args.init_from or args.work / "init"),
         "--output-dir", str(output_dir or args.work / "run"),
@@ -164,7 +167,8 @@ def train_args(args, max_steps: int, output_dir: pathlib.Path | None = None) -> 
         "--no-gradient-checkpointing", "--no-progress", "--logging-steps", "10",
         "--save-steps", str(max(50, max_steps // args.checkpoints)), "--save-total-limit", str(args.checkpoints), "--seed", "42",
         "--sample-step", str(args.sample_step), "--stop-repeat", str(args.stop_repeat), "--frame-cache", str(args.work / "frame_cache"),
-        "--pixel-goal-repeat", str(args.pixel_goal_repeat), *(["--time-limit-s", str(args.time_limit)] if args.time_limit else []),
+        "--pixel-goal-repeat", str(args.pixel_goal_repeat), *(["--time-limit-s", str(args.time_limit)] if run and args.time_limit else []),
+        *(["--save-training-state"] if run else []), *(["--resume-from", str(args.work / "run")] if run and args.resume else []),
     ]  # fmt: skip
 
 
@@ -187,7 +191,9 @@ def training_rate(args, steps: int = 40) -> tuple[float, int]:
 
 
 def train(args) -> None:
-    if args.steps:
+    if args.resume:  # the schedule the stopped run was sized for
+        steps = json.loads((args.work / "run" / "trainer_state.json").read_text())["total_steps"]
+    elif args.steps:
         steps = args.steps
     else:
         rates = {}
@@ -225,7 +231,9 @@ def main(argv=None) -> int:
     p.add_argument("--sample-step", type=int, default=4)
     p.add_argument("--stop-repeat", type=int, default=5)
     p.add_argument("--pixel-goal-repeat", type=int, default=1, help="each pixel-goal sample this many times")
-    p.add_argument("--time-limit", type=float, help="training stops after the step that passes this many seconds, and saves")
+    p.add_argument("--time-limit", type=float, help="training stops after the step that passes this many seconds, and saves "
+                   "(with its optimizer and scheduler state: --resume continues the same schedule)")
+    p.add_argument("--resume", action="store_true", help="continue the run in WORK/run where its time limit stopped it")
     p.add_argument("--probe-batches", type=int, nargs="+", help="probe these batch sizes and train with the one of most samples/s")
     p.add_argument("--export-from", help="export this checkpoint folder (default: run/, or its newest checkpoint-N)")
     p.add_argument("--checkpoints", type=int, default=1, help="keep this many checkpoints, evenly spaced (for a held-out SR curve)")

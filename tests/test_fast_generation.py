@@ -359,3 +359,18 @@ def test_cuda_graph_decoding_matches_plain(tiny_checkpoint, arch):  # noqa: F811
     assert fast.stats["prefill_graphs_captured"] >= 2 and fast.stats["decode_graphs_captured"] >= 1
     assert fast.stats["vision_graphs_captured"] >= len(b.model.model.visual.blocks)
 
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("arch", ["qwen3_vl", "qwen2_5_vl"])
+def test_cuda_prefix_reuse_matches_plain(tiny_checkpoint, arch):  # noqa: F811
+    """Issue 14 item 4 on CUDA in float32: prefix reuse with the default fast path (captured prefill and decode
+    graphs, compiled parts, grouped vision) gives the plain path's tokens over an episode whose history changes."""
+    b = load_backbone(tiny_checkpoint(arch), device="cuda", dtype="float32", attn_implementation="sdpa")
+    _spread_weights(b.model)
+    b.model.to("cuda")
+    plain, fast = PlainGenerator(b, NEW_TOKENS), FastGenerator(b, NEW_TOKENS, prefix_reuse=True)
+    assert fast.graphs and fast.compile_prefill and fast.compile_decode
+    _compare(plain, fast, _episode(12, seed=41))
+    assert fast.failures == {}
+    assert fast.stats["prefix_tokens_reused"] > 0 and fast.stats["prefill_graphs_captured"] >= 2

@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--logging-steps", type=int, default=defaults["logging_steps"])
     r.add_argument("--save-steps", type=int, default=defaults["save_steps"])
     r.add_argument("--save-total-limit", type=int, default=defaults["save_total_limit"])
+    r.add_argument("--save-training-state", action="store_true",
+                   help="the final save also writes training_state.pt (fp32 weights, optimizer, scheduler, step) for --resume-from")
+    r.add_argument("--resume-from", default=None, help="continue the schedule of the run saved in this folder (its training_state.pt; same data, batch and steps)")
     p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed launcher
     for action in p._actions:  # every option's default in --help
         shown = action.default is not None and action.default is not False and action.default != argparse.SUPPRESS

@@ -15,6 +15,7 @@ MODEL_SIZES = ("2B", "4B", "8B", "32B")
 DTYPES = ("auto", "bfloat16", "float32")
 ON_ERROR = ("raise", "skip")
 SCHEDULERS = ("cosine", "linear", "constant")
+TRAINING_STATE = "training_state.pt"
 
 
 @dataclasses.dataclass
@@ -78,6 +79,10 @@ class TrainConfig:
     save_steps: int = 0  # 0: only at the end
     save_total_limit: int | None = 2
     progress: bool = True
+    # Resuming one schedule across processes (e.g. device calls): the run's final save also writes
+    # training_state.pt (fp32 weights, optimizer, scheduler, step), and resume_from continues from one.
+    save_training_state: bool = False
+    resume_from: str | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.data, (str, Path)):
@@ -132,6 +137,10 @@ class TrainConfig:
             yield "nothing to train: enable at least one of tune_vision, tune_merger, tune_llm"
         if self.lora and not self.tune_llm:
             yield "lora adapts the LLM: it needs tune_llm"
+        if self.resume_from is not None and not (Path(self.resume_from) / TRAINING_STATE).is_file():
+            yield f"resume_from: {Path(self.resume_from) / TRAINING_STATE} not found (a run saves it with save_training_state)"
+        if self.deepspeed is not None and (self.resume_from or self.save_training_state):
+            yield "resume_from and save_training_state are not supported with DeepSpeed; use DeepSpeed's own checkpoints"
         if self.deepspeed is not None and not Path(self.deepspeed).is_file():
             yield f"deepspeed config {self.deepspeed} not found"
         if self.data_flatten and self.is_qwen3_vl():

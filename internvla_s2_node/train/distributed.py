@@ -89,7 +89,8 @@ class GlobalBatchSampler:
     batch ``b`` see the same global batches.
     """
 
-    def __init__(self, num_samples: int, per_device: int, info: DistInfo, grad_accum: int, steps: int, seed: int = 0, shuffle: bool = True):
+    def __init__(self, num_samples: int, per_device: int, info: DistInfo, grad_accum: int, steps: int, seed: int = 0, shuffle: bool = True,
+                 start_step: int = 0):
         if num_samples < 1:
             raise ValueError("no training samples")
         self.num_samples = num_samples
@@ -100,13 +101,14 @@ class GlobalBatchSampler:
         self.steps = steps
         self.seed = seed
         self.shuffle = shuffle
+        self.start_step = start_step  # a resumed run goes on with the batches it had not seen
 
     @property
     def global_batch(self) -> int:
         return self.per_device * self.world_size * self.grad_accum
 
     def __len__(self) -> int:
-        return self.steps * self.grad_accum
+        return (self.steps - self.start_step) * self.grad_accum
 
     def _stream(self):
         """(sample index, epoch) pairs, epoch after epoch."""
@@ -122,7 +124,9 @@ class GlobalBatchSampler:
 
     def __iter__(self):
         stream = self._stream()
-        for _ in range(self.steps):
+        for _ in range(self.start_step * self.global_batch):
+            next(stream)
+        for _ in range(self.start_step, self.steps):
             batch = [next(stream) for _ in range(self.global_batch)]
             for a in range(self.grad_accum):
                 start = (a * self.world_size + self.rank) * self.per_device

@@ -14,7 +14,7 @@ import torch
 
 from . import model as model_setup
 from .collate import IGNORE_INDEX, PadCollator, count_label_tokens
-from .config import TrainConfig
+from .config import TRAINING_STATE, TrainConfig
 from .dataset import NoSamples, prepare_data
 from .distributed import DistInfo, GlobalBatchSampler, all_reduce_sum, barrier, init_distributed, shutdown, total_steps
 from .save import prune_checkpoints, save_checkpoint
@@ -126,6 +126,7 @@ class Trainer:
         self.steps = total_steps(len(self.dataset), self.global_batch, cfg.epochs, cfg.max_steps)
         self.optimizer = make_optimizer(model_setup.param_groups(self.model, cfg), cfg, self.ds_config)
         self.scheduler = make_scheduler(self.optimizer, cfg, self.steps)
+        self.start_step, self.elapsed0 = self._resume() if cfg.resume_from else (0, 0.0)
         self.engine = self._wrap()
         self.autocast = cfg.bf16 and not cfg.deepspeed and self.info.device.type == "cuda"
         if cfg.bf16 and self.info.device.type != "cuda" and self.info.is_main:
@@ -150,6 +151,35 @@ class Trainer:
         if filled and self.info.is_main:
             log.info("frame cache: decoded %d episodes (this rank's share) with %d processes in %.0f s",
                      filled, self.cfg.num_workers, time.perf_counter() - start)
+
+    def _resume(self) -> tuple[int, float]:
+        """Weights, optimizer, scheduler and RNG from ``resume_from``'s training state; the step to go on from."""
+        path = Path(self.cfg.resume_from) / TRAINING_STATE
+        state = torch.load(path, map_location=self.info.device, weights_only=True)
+        saved = (state["total_steps"], state["global_batch"], state["samples"])
+        if saved != (self.steps, self.global_batch, len(self.dataset)):
+            raise ValueError(
+                f"{path} is of a run of {saved[0]} steps of global batch {saved[1]} over {saved[2]} samples; this run has "
+                f"{self.steps}, {self.global_batch} and {len(self.dataset)}: resume with the same data, batch and steps"
+            )
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng_cpu"].cpu())
+        if self.info.is_main:
+            log.info("resuming at step %d of %d from %s", state["step"], self.steps, path)
+        return int(state["step"]), float(state["elapsed_s"])
+
+    def _save_training_state(self, out: Path, step: int, elapsed: float) -> None:
+        model = {k: v.detach().float() for k, v in self.model.state_dict().items()}
+        state = {
+            "step": step, "total_steps": self.steps, "global_batch": self.global_batch, "samples": len(self.dataset),
+            "elapsed_s": elapsed, "model": model, "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(), "rng_cpu": torch.get_rng_state(),
+        }  # fmt: skip
+        tmp = out / (TRAINING_STATE + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(out / TRAINING_STATE)
 
     @property
     def global_batch(self) -> int:
@@ -181,7 +211,8 @@ class Trainer:
 
     def loader(self):
         sampler = GlobalBatchSampler(
-            len(self.dataset), self.cfg.per_device_batch_size, self.info, self.cfg.grad_accum, self.steps, self.cfg.seed, self.cfg.shuffle
+            len(self.dataset), self.cfg.per_device_batch_size, self.info, self.cfg.grad_accum, self.steps, self.cfg.seed, self.cfg.shuffle,
+            start_step=self.start_step,
         )
         pad_id = self.processor.tokenizer.pad_token_id
         return torch.utils.data.DataLoader(
@@ -255,8 +286,9 @@ class Trainer:
         losses: list[float] = []
         micro = iter(self.loader())
         bar = self._progress()
-        start = time.perf_counter()
-        for step in range(1, self.steps + 1):
+        call_start = time.perf_counter()
+        start = call_start - self.elapsed0  # the log's elapsed_s runs on across a resume
+        for step in range(self.start_step + 1, self.steps + 1):
             batches = [next(micro) for _ in range(cfg.grad_accum)]
             loss, grad_norm, tokens = self.train_step(batches)
             losses.append(loss)
@@ -269,14 +301,17 @@ class Trainer:
                 self.save(self.out / f"checkpoint-{step}", step)
                 if info.is_main:
                     prune_checkpoints(self.out, cfg.save_total_limit)
-            if step < self.steps and self._out_of_time(start):
+            if step < self.steps and self._out_of_time(call_start):
                 log.warning("time limit %.0f s reached after step %d of %d; saving", cfg.time_limit_s, step, self.steps)
                 break
         if bar is not None:
             bar.close()
-        self.save(self.out, len(losses))
+        last = self.start_step + len(losses)
+        self.save(self.out, last)
+        if cfg.save_training_state and info.is_main:
+            self._save_training_state(self.out, last, time.perf_counter() - start)
         if info.is_main:
-            log.info("training done: %d steps, final loss %.4f; checkpoint in %s", len(losses), losses[-1], self.out)
+            log.info("training done: step %d of %d, final loss %.4f; checkpoint in %s", last, self.steps, losses[-1], self.out)
         shutdown(info)
         return TrainResult(self.out, len(losses), losses, self.data_report)
 
@@ -295,13 +330,13 @@ class Trainer:
             return None
         from tqdm.auto import tqdm
 
-        return tqdm(total=self.steps, desc="train", unit="step", dynamic_ncols=True)
+        return tqdm(total=self.steps, initial=self.start_step, desc="train", unit="step", dynamic_ncols=True)
 
     def _write_start(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         self.cfg.save(self.out / "train_config.json")
         (self.out / "data_report.json").write_text(json.dumps(self.data_report, indent=2) + "\n")
-        (self.out / "train_log.jsonl").write_text("")
+        self._start_log()
         report = self.data_report
         log.info("data: %s; %d samples %s", report["summary"], report["samples"], report["samples_by_kind"])
         for reason in report["skipped"][:10]:
@@ -310,6 +345,15 @@ class Trainer:
             "model %s (%s); trainable parameters %s; %d steps of global batch %d on %d process(es)",
             self.cfg.model_name, self.kind.value, self.trainable, self.steps, self.global_batch, self.info.world_size,
         )  # fmt: skip
+
+    def _start_log(self) -> None:
+        """An empty log, or on a resume the resumed run's log up to its step (the curve stays one)."""
+        rows = []
+        if self.cfg.resume_from:
+            source = Path(self.cfg.resume_from) / "train_log.jsonl"
+            lines = source.read_text().splitlines() if source.is_file() else []
+            rows = [line + "\n" for line in lines if line.strip() and json.loads(line)["step"] <= self.start_step]
+        (self.out / "train_log.jsonl").write_text("".join(rows))
 
     def _log(self, step: int, loss: float, grad_norm: float, tokens: int, elapsed: float) -> None:
         if step % self.cfg.logging_steps and step != self.steps:
