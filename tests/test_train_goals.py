@@ -11,19 +11,19 @@ from internvla_s2_node.train.lerobot_data import DataSource, scan
 from internvla_s2_node.train.recording import write_episode
 from internvla_s2_node.train.samples import SampleKind, SampleOptions, build_samples
 
-F, L, S = int(Action.FORWARD), int(Action.LEFT), int(Action.STOP)
+F, L, R, S = int(Action.FORWARD), int(Action.LEFT), int(Action.RIGHT), int(Action.STOP)
 
 
 def _straight_episode(actions, step=0.25):
-    """Robot moving along +x by ``step`` per FORWARD, turning 15 degrees per LEFT; camera 1.25 m up, 30 deg down."""
+    """Robot moving along +x by ``step`` per FORWARD, turning 15 degrees per LEFT (RIGHT); camera 1.25 m up, 30 deg down."""
     x = y = yaw = 0.0
     base = []
     for a in actions:
         base.append(planar_pose(x, y, yaw))
         if a == F:
             x, y = x + step * math.cos(yaw), y + step * math.sin(yaw)
-        elif a == L:
-            yaw += math.radians(15)
+        elif a in (L, R):
+            yaw += math.radians(15 if a == L else -15)
     cam = camera_extrinsic(0.0, 0.0, 1.25, 0.0, math.radians(30), 0.0)
     return np.stack([b[:3, 3] for b in base]), np.stack([b @ cam for b in base])
 
@@ -57,3 +57,33 @@ def test_goals_feed_the_writer_and_become_pixel_samples(tmp_path):
     specs = build_samples(episodes, SampleOptions(stop_repeat=1))
     first = specs[0]
     assert first.kind == SampleKind.PIXEL_GOAL and first.pixel == tuple(int(v) for v in goals[0])
+
+
+def test_a_zig_zag_is_one_run_with_one_goal_not_alternating_turns(tmp_path):
+    """A shortest-path follower holds a diagonal as F, L, F, R, F, L, ...: frames a step apart with nearly the
+    same view. The single turns do not end the run (their frames get the run's goal); two turns in a row do."""
+    actions = [F, L, F, R, F, L, F, R, F, F, L, L, F, S]
+    floor, cams = _straight_episode(actions)
+    k = intrinsics_from_hfov(96, 72, 79.0)
+    assert forward_run_end(actions, 0) == 10 and forward_run_end(actions, 1) == 10 and forward_run_end(actions, 10) == 10
+    goals, ids = pixel_goals_from_poses(actions, floor, cams, k, (96, 72))
+    # frame 0 aims at frame 10 (1.5 m on), past the zig-zag; the turn frames 1 and 3 have goals too
+    assert ids[0] == 10 and ids[1] > 0 and ids[3] > 0
+    assert ids[10] == ids[11] == -1  # two turns in a row: turn arrows
+    frames = [np.full((64, 64, 3), 10 * i, np.uint8) for i in range(len(actions))]
+    down = [np.full((72, 96, 3), 10 * i, np.uint8) for i in range(len(actions))]
+    write_episode(tmp_path, 0, "walk along the diagonal, then turn left", frames, down, actions, cams, goals, ids)
+    episodes, _ = scan([DataSource(tmp_path)], on_error="raise")
+    kinds = {s.frame: s.kind for s in build_samples(episodes, SampleOptions(sample_step=1, stop_repeat=1))}
+    assert all(kinds[t] == SampleKind.PIXEL_GOAL for t in (0, 1, 2, 3))
+    assert kinds[10] == SampleKind.TURNS
+
+
+def test_goals_stay_within_the_distance_cap():
+    actions = [F] * 20 + [S]
+    floor, cams = _straight_episode(actions)
+    k = intrinsics_from_hfov(96, 72, 79.0)
+    far, far_ids = pixel_goals_from_poses(actions, floor, cams, k, (96, 72), max_distance=100.0)
+    near, near_ids = pixel_goals_from_poses(actions, floor, cams, k, (96, 72))  # 3 m: 12 steps of 0.25 m
+    assert far_ids[0] == 20 and near_ids[0] == 12
+    assert near[0][1] > far[0][1]  # the nearer goal sits lower in the image
