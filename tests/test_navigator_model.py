@@ -107,3 +107,15 @@ def test_shipped_tokenizer_is_the_qwen_tokenizer():
     text = "<|im_start|>user\nWalk past the red sofa, then stop.<|vision_start|><|image_pad|><|vision_end|>←→↑↓ STOP 320 391<think>"
     assert shipped(text)["input_ids"] == reference(text)["input_ids"]
     assert len(shipped) == len(reference) and shipped.eos_token == "<|im_end|>" and shipped.pad_token == "<|endoftext|>"
+
+
+def test_shipped_tokenizer_carries_the_tiny_checkpoints_bpe(tmp_path):
+    """The device runs build core.tiny's BPE cache from the navigator's tokenizer when qwen-tokenizer is
+    absent (benchmarks/step_variants.py --bpe-from DIR): its base vocabulary and merges are the same."""
+    from transformers import AutoTokenizer
+
+    AutoTokenizer.from_pretrained(MODEL).save_pretrained(tmp_path)
+    model = json.loads((tmp_path / "tokenizer.json").read_text())["model"]
+    vocab, merges = tiny._bpe_vocab_and_merges()
+    assert {t: i for t, i in model["vocab"].items() if i < tiny.FIRST_SPECIAL_ID} == vocab
+    assert [tuple(m) if isinstance(m, list) else tuple(m.split(" ", 1)) for m in model["merges"]] == merges
