@@ -55,7 +55,7 @@ def test_a_resumed_run_takes_the_uninterrupted_runs_steps(data, tmp_path):
     first = _log(split)
     assert [r["step"] for r in first] == [1]
     assert json.loads((split / "trainer_state.json").read_text()) == {"step": 1, "total_steps": STEPS}
-    _run(_args(data, split, "--resume-from", str(split)))
+    _run(_args(data, split, "--resume-from", str(split), "--save-training-state"))
     ref, got = _log(whole), _log(split)
     assert [r["step"] for r in got] == list(range(1, STEPS + 1))
     assert [r["lr"] for r in got] == pytest.approx([r["lr"] for r in ref])  # one warm-up and cosine, not two
@@ -65,6 +65,8 @@ def test_a_resumed_run_takes_the_uninterrupted_runs_steps(data, tmp_path):
     worst = max(float((w_ref[k] - w_got[k]).abs().max()) for k in w_ref)
     assert worst < 1e-5, worst
     assert json.loads((split / "trainer_state.json").read_text()) == {"step": STEPS, "total_steps": STEPS}
+    proc = _run(_args(data, tmp_path / "again", "--resume-from", str(split)), check=False)  # a finished run
+    assert proc.returncode != 0 and "finished run (5 of 5 steps)" in proc.stderr.strip().splitlines()[-1], proc.stderr[-2000:]
 
 
 def test_resuming_with_other_steps_says_what_differs(data, tmp_path):

@@ -155,8 +155,10 @@ class Trainer:
     def _resume(self) -> tuple[int, float]:
         """Weights, optimizer, scheduler and RNG from ``resume_from``'s training state; the step to go on from."""
         path = Path(self.cfg.resume_from) / TRAINING_STATE
-        state = torch.load(path, map_location=self.info.device, weights_only=True)
+        state = torch.load(path, map_location=self.info.device, weights_only=True)  # tensors and numbers only, no code
         saved = (state["total_steps"], state["global_batch"], state["samples"])
+        if state["step"] >= state["total_steps"]:
+            raise ValueError(f"{path} is of a finished run ({state['step']} of {state['total_steps']} steps): nothing to resume")
         if saved != (self.steps, self.global_batch, len(self.dataset)):
             raise ValueError(
                 f"{path} is of a run of {saved[0]} steps of global batch {saved[1]} over {saved[2]} samples; this run has "
