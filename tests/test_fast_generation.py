@@ -345,6 +345,26 @@ def test_engine_picks_the_fast_path(backbone):
     assert decisions["auto"] == decisions["off"]
 
 
+def test_engine_prefix_reuse_parameter(backbone):
+    """EngineConfig.prefix_reuse (the node's prefix_reuse parameter) reaches the fast path: over an episode
+    the engine keeps part of each prompt and answers as the plain path does."""
+    from internvla_s2_node.core.config import EngineConfig
+    from internvla_s2_node.core.engine import S2Engine
+    from internvla_s2_node.core.types import Frame
+
+    b = backbone("qwen3_vl")
+    answers = {}
+    for reuse, mode in ((True, "auto"), (False, "off")):
+        engine = S2Engine(EngineConfig(model_path=str(b.path), fast_path=mode, prefix_reuse=reuse, max_new_tokens=NEW_TOKENS, seed=1), backbone=b)
+        engine.reset(INSTRUCTION)
+        rng = np.random.default_rng(5)
+        answers[reuse] = [engine.step(Frame(rng.integers(0, 255, (120, 160, 3), dtype=np.uint8))).raw_text for _ in range(10)]
+        if reuse:
+            fast = engine.generator
+            assert fast.prefix_reuse and fast.stats["prefix_tokens_reused"] > 0
+    assert answers[True] == answers[False]
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("arch", ["qwen3_vl", "qwen2_5_vl"])
 def test_cuda_graph_decoding_matches_plain(tiny_checkpoint, arch):  # noqa: F811

@@ -72,7 +72,8 @@ class S2Engine:
             except ImportError:
                 make_fast_generator = None
             if make_fast_generator is not None:
-                fast = make_fast_generator(self.backbone, self.cfg.max_new_tokens, required=self.cfg.fast_path == "on")
+                fast = make_fast_generator(self.backbone, self.cfg.max_new_tokens, required=self.cfg.fast_path == "on",
+                                           prefix_reuse=self.cfg.prefix_reuse)
                 if fast is not None:
                     return self._serve_fast(fast)
             elif self.cfg.fast_path == "on":

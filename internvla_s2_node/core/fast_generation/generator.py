@@ -306,13 +306,13 @@ def _prefill_layer(layer, h, mask, text_pos, kv, position_embeddings):
     return _layer_call(layer, h, mask, text_pos, kv, position_embeddings)
 
 
-def make_fast_generator(backbone, max_new_tokens: int, required: bool) -> FastGenerator | None:
+def make_fast_generator(backbone, max_new_tokens: int, required: bool, prefix_reuse: bool = False) -> FastGenerator | None:
     """A :class:`FastGenerator` for ``backbone``, or None (one logged reason) when it can't apply.
 
     ``required`` (engine ``fast_path: on``) turns the reason into a RuntimeError instead.
     """
     try:
-        return FastGenerator(backbone, max_new_tokens)
+        return FastGenerator(backbone, max_new_tokens, prefix_reuse=prefix_reuse)
     except FastPathUnavailable as exc:
         if required:
             raise RuntimeError(f"fast_path 'on' but the fast path can't serve this model: {exc}") from exc
