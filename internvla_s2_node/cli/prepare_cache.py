@@ -34,6 +34,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--resize", type=int, nargs=2, default=(384, 384), metavar=("W", "H"),
                    help="as the node's resize_w resize_h (default 384 384)")  # fmt: skip
     p.add_argument("--max-new-tokens", type=int, default=24, help="as the node's max_new_tokens (default %(default)s)")
+    p.add_argument("--prefix-reuse", action="store_true", help="as the node's prefix_reuse (its prefill compiles another way)")
     p.add_argument("--timeout-s", type=float, default=1800.0, help="give up after this long (default %(default)s)")
     return p.parse_args(argv)
 
@@ -49,7 +50,7 @@ def engine_config(args: argparse.Namespace):
         return EngineConfig(model_path=args.model, device=args.device, dtype=args.dtype, attn_implementation=args.attn_implementation,
                             num_history=args.num_history, resize_w=args.resize[0], resize_h=args.resize[1],
                             max_new_tokens=args.max_new_tokens, fast_path="on", fast_path_build="background",
-                            compile_cache_dir=args.cache_dir)  # fmt: skip
+                            compile_cache_dir=args.cache_dir, prefix_reuse=args.prefix_reuse)  # fmt: skip
     except ValueError as exc:
         raise UsageError(f"{exc}; see {PROG} --help") from exc
     except Exception as exc:  # a CheckpointError: the message says what is wrong
