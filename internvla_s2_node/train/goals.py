@@ -7,7 +7,8 @@ camera) the nearest earlier point of the run that is visible is used. Frames who
 is a turn or STOP get no goal (-1): the model is taught turn arrows there.
 
 A single 15-degree turn between forward steps does not end a run, and a frame whose next action
-is such a turn gets the run's goal too. A discrete shortest-path follower holds a diagonal by
+is a turn followed by a forward step (such a turn, or the last turn of a longer one) gets the goal
+of the run that follows. A discrete shortest-path follower holds a diagonal by
 zig-zagging (forward, left, forward, right, ...), so frames a step apart with nearly the same view
 would otherwise teach "<-", then a short forward, then "->": opposite answers to one picture (46%
 of the turn samples of 30 recorded training episodes were such single turns). The released model's
@@ -39,7 +40,7 @@ def forward_run_end(actions, i: int) -> int:
 
 
 def _correction(actions, j: int) -> bool:
-    """A single 15-degree turn followed by a FORWARD step."""
+    """A 15-degree turn followed by a FORWARD step (inside a run: a single turn between forward steps)."""
     return actions[j] in TURNS and j + 1 < len(actions) and actions[j + 1] == Action.FORWARD
 
 
