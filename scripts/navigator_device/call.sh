@@ -4,7 +4,8 @@
 #   REC_S (300) recording seconds, TRAIN_S (150) training seconds, BATCH (64), LR (1.5e-3), PROCS (16), WORKERS (15),
 #   INIT (a checkpoint to continue from; default: seeded random weights), FIRST_SEED (record houses from this seed on),
 #   TOTAL_S (size the schedule for this many training seconds, of which this call trains TRAIN_S; the next call, with
-#   RESUME=1 and within 30 s, goes on with it), STOP_REPEAT (2), PGR (pixel-goal repeat, 2), CUDA_TESTS=1 (the fast path's CUDA tests, on the GPU
+#   RESUME=1 and within 30 s, goes on with it), STEPS (the schedule's steps, no probe: run 4's probes measured 148.5 and
+#   167.9 samples/s where the runs trained at about 250), STOP_REPEAT (2), PGR (pixel-goal repeat, 2), CUDA_TESTS=1 (the fast path's CUDA tests, on the GPU
 #   while the CPUs record; cuda_tests.log)
 # LOCAL=1 skips the device's GL and package setup (a CPU smoke run: LOCAL=1 REC_S=20 TRAIN_S=5 BATCH=4 OUT=/tmp/o).
 # At most 8 files come back: call.log, logs.txt, (DIAG=1) train_step.md and the model parts (its folder holds
@@ -42,7 +43,7 @@ fi
     ${FIRST_SEED:+--record-first-seed "$FIRST_SEED"} >> "$LOG" 2>&1
 el "recorded: $(grep 'record: stopped' "$LOG" | tail -1)"
 TRAIN=(--work "$W" --init-from "${INIT:-$W/init}" --sample-step 2 --stop-repeat "${STOP_REPEAT:-2}" --pixel-goal-repeat "${PGR:-2}"
-       --workers "${WORKERS:-15}" --lr "${LR:-1.5e-3}" ${RESUME:+--resume})
+       --workers "${WORKERS:-15}" --lr "${LR:-1.5e-3}" ${RESUME:+--resume} ${STEPS:+--steps "$STEPS"})
 [ -n "${TESTS_PID:-}" ] && { wait "$TESTS_PID"; el "CUDA tests: $(tail -1 "$OUT/cuda_tests.log")"; }
 if [ -n "${DIAG:-}" ]; then  # where a step's time goes (loader, copy, step), before training
     python3 benchmarks/train_step.py --data "$W/data" --model "$W/init" --frame-cache "$W/frame_cache" --batch "${BATCH:-64}" \
