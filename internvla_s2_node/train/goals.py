@@ -4,16 +4,18 @@ For a frame whose next action is FORWARD, the goal is the robot's floor position
 that run of movement (the frame before the next turn of 30 degrees or more, or STOP), projected
 into the look-down camera of the frame. When that point is outside the image (or behind the
 camera) the nearest earlier point of the run that is visible is used. Frames whose next action
-is a turn or STOP get no goal (-1): the model is taught turn arrows there.
+is STOP, or a turn not followed by a forward step, get no goal (-1): the model is taught turn
+arrows there.
 
 A single 15-degree turn between forward steps does not end a run, and a frame whose next action
 is a turn followed by a forward step (such a turn, or the last turn of a longer one) gets the goal
 of the run that follows. A discrete shortest-path follower holds a diagonal by
 zig-zagging (forward, left, forward, right, ...), so frames a step apart with nearly the same view
 would otherwise teach "<-", then a short forward, then "->": opposite answers to one picture (46%
-of the turn samples of 30 recorded training episodes were such single turns). The released model's
-labels come from continuous trajectories, where the pixel goal is where the path goes next; this
-keeps that meaning for a discrete oracle.
+of the turn samples of 30 recorded training episodes were such single turns). With this rule a
+pixel goal is where the path goes next, which the follower of a waypoint turns toward anyway.
+This labelling is this project's (upstream ships its labels with its data, not the code that made
+them).
 """
 
 from __future__ import annotations
