@@ -14,8 +14,7 @@ zig-zagging (forward, left, forward, right, ...), so frames a step apart with ne
 would otherwise teach "<-", then a short forward, then "->": opposite answers to one picture (46%
 of the turn samples of 30 recorded training episodes were such single turns). With this rule a
 pixel goal is where the path goes next, which the follower of a waypoint turns toward anyway.
-This labelling is this project's (upstream ships its labels with its data, not the code that made
-them).
+This labelling rule is this project's own, for its discrete oracle.
 """
 
 from __future__ import annotations
