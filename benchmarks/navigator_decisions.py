@@ -54,7 +54,7 @@ def pixel_error(expected: str, got: str) -> float | None:
 def evaluate(model, processor, data: str, args) -> dict:
     from internvla_s2_node.train.config import TrainConfig
     from internvla_s2_node.train.dataset import prepare_data
-    from internvla_s2_node.train.evaluate import greedy_answer
+    from internvla_s2_node.train.evaluate import check_answers
 
     cfg = TrainConfig(
         data=[data], output_dir=tempfile.mkdtemp(), model=args.model, resize_w=args.resize, resize_h=args.resize,
@@ -62,23 +62,22 @@ def evaluate(model, processor, data: str, args) -> dict:
     )  # fmt: skip
     dataset, report = prepare_data(cfg, processor)
     indices = range(0, len(dataset), max(1, len(dataset) // args.max_samples)) if args.max_samples else range(len(dataset))
+    start = time.time()
+    turns_of = collections.defaultdict(dict)  # sample -> turn -> AnswerCheck; turn 1 is the look-down turn after the oracle's "↓"
+    for check in check_answers(model, processor, dataset, indices):
+        turns_of[check.sample][check.turn] = check
     confusion = collections.Counter()
     turns_exact = turns_first = turns_n = 0
     pixel_errors = []
-    start = time.time()
-    for i in indices:
-        messages, _ = dataset.conversation(i)
-        answers = [k for k, m in enumerate(messages) if m["role"] == "assistant"]
-        expected = ["".join(c["text"] for c in messages[k]["content"] if c.get("type") == "text") for k in answers]
-        got = greedy_answer(model, processor, messages[: answers[0]])
-        confusion[(kind_of(expected[0]), kind_of(got))] += 1
-        if kind_of(expected[0]) == "turns" and kind_of(got) == "turns":
+    for turns in turns_of.values():
+        expected, got = turns[0].expected, turns[0].got.strip()
+        confusion[(kind_of(expected), kind_of(got))] += 1
+        if kind_of(expected) == "turns" and kind_of(got) == "turns":
             turns_n += 1
-            turns_exact += got.strip() == expected[0]
-            turns_first += got.strip()[:1] == expected[0][:1]
-        if len(answers) > 1:  # the look-down turn, after the oracle's "↓"
-            error = pixel_error(expected[1], greedy_answer(model, processor, messages[: answers[1]]))
-            pixel_errors.append(error)
+            turns_exact += got == expected
+            turns_first += got[:1] == expected[:1]
+        if 1 in turns:
+            pixel_errors.append(pixel_error(turns[1].expected, turns[1].got))
     n = sum(confusion.values())
     parsed = sorted(e for e in pixel_errors if e is not None)
     by_expected = {k: sum(v for (e, _), v in confusion.items() if e == k) for k in KINDS}
