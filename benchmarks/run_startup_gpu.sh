@@ -18,11 +18,14 @@ $PY -c "import torch, transformers, platform; print('python', platform.python_ve
 for size in ${SIZES:-8B q25-7B 2B}; do
   [ "$size" = none ] && continue
   for label in cold warm; do
-    L=$(left)
-    if [ "$L" -lt 60 ]; then echo "SKIPPED $size $label: ${L}s of the budget left" | tee -a "$OUT/startup.log"; continue; fi
-    timeout "$L" $PY benchmarks/s2_step.py --startup --sizes "$size" --steps "${STEPS:-20}" --new-tokens 10 \
-      --tokenizer .cache/s2bench/tokenizer --cache-dir "$S2CC/$size" --cache-label "$label" --startup-limit-s $((L - 25)) \
-      --out "$R" 2>&1 | grep -v -i "warn" | tee -a "$OUT/startup.log"
+    for reuse in ${REUSE:-off}; do  # REUSE="off on": also with prefix reuse, on a cache directory of its own
+      [ "$reuse" = on ] && flag=--prefix-reuse || flag=
+      L=$(left)
+      if [ "$L" -lt 60 ]; then echo "SKIPPED $size $label $flag: ${L}s of the budget left" | tee -a "$OUT/startup.log"; continue; fi
+      timeout "$L" $PY benchmarks/s2_step.py --startup --sizes "$size" --steps "${STEPS:-20}" --new-tokens 10 $flag \
+        --tokenizer "${TOKENIZER:-.cache/s2bench/tokenizer}" --cache-dir "$S2CC/$size$flag" --cache-label "$label" \
+        --startup-limit-s $((L - 25)) --out "$R" 2>&1 | grep -v -i "warn" | tee -a "$OUT/startup.log"
+    done
   done
   if [ "$size" = "${TESTS_AFTER:-8B}" ] && [ "$(left)" -gt 150 ]; then  # tokens equal the plain path's (tiny, fp32, CUDA)
     timeout 100 $PY -m pytest tests/test_fast_generation.py -q -x -k cuda -p no:cacheprovider 2>&1 | tail -8 | tee "$R/cuda_tests.log"
@@ -34,7 +37,7 @@ for size in ${STEP_SIZES:-8B q25-7B 2B}; do
   L=$(left)
   if [ "$L" -lt 75 ]; then echo "SKIPPED step comparison $size: ${L}s of the budget left" | tee -a "$OUT/startup.log"; continue; fi
   timeout "$L" $PY benchmarks/s2_step.py --sizes "$size" --steps "${CMP_STEPS:-24}" --warmup-steps 3 --new-tokens 10 \
-    --tokenizer .cache/s2bench/tokenizer --cache-dir "$S2CC/$size" --out "$R/steps_$size" 2>&1 | grep -v -i "warn" | tee -a "$OUT/startup.log"
+    --tokenizer "${TOKENIZER:-.cache/s2bench/tokenizer}" --cache-dir "$S2CC/$size" --out "$R/steps_$size" 2>&1 | grep -v -i "warn" | tee -a "$OUT/startup.log"
 done
 echo "used $(( $(date +%s) - START ))s of ${BUDGET_S}s"
 cp "$OUT/startup_env.txt" "$OUT/startup.log" "$R/" 2>/dev/null

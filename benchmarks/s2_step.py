@@ -490,7 +490,7 @@ def startup(size: str, args, device, dtype, sync, processor, env) -> dict:
     frames = [np.asarray(f) for f in make_frames(48, args.side, seed=5)]
     cfg = EngineConfig(model_path=f"random:{size}", device=str(device), max_new_tokens=args.new_tokens, num_history=args.num_history,
                        resize_w=args.side, resize_h=args.side, seed=1, fast_path="on", fast_path_build="background",
-                       compile_cache_dir=args.cache_dir)  # fmt: skip
+                       compile_cache_dir=args.cache_dir, prefix_reuse=args.prefix_reuse)  # fmt: skip
     t0 = time.perf_counter()
     engine = S2Engine(cfg, backbone=backbone)
     engine_s = time.perf_counter() - t0
@@ -513,6 +513,7 @@ def startup(size: str, args, device, dtype, sync, processor, env) -> dict:
     steady = fast_rows[1:]  # the first fast step encodes the whole history (its frame cache starts empty)
     res = {
         "size": size, "params_B": sum(p.numel() for p in model.parameters()) / 1e9, "cache": args.cache_label,
+        "prefix_reuse": args.prefix_reuse,
         "model_build_s": build_s, "engine_create_s": engine_s,
         "first_decision_s": rows[0]["at_s"] if rows else None, "first_step_ms": rows[0]["step_ms"] if rows else None,
         "fast_build_s": build.seconds if build is not None else None, "fast_build_state": build.state if build is not None else None,
@@ -527,7 +528,7 @@ def startup(size: str, args, device, dtype, sync, processor, env) -> dict:
         "fast_stats": dict(getattr(fast, "stats", {}) or {}), "fast_failures": dict(getattr(fast, "failures", {}) or {}),
         "compile_cache": engine.compile_cache, "steps": rows,
     }  # fmt: skip
-    print(f"[{size} {args.cache_label}] build {build_s:.1f}s | first decision {res['first_decision_s']:.2f}s after engine start "
+    print(f"[{size} {args.cache_label}{' prefix reuse' if args.prefix_reuse else ''}] build {build_s:.1f}s | first decision {res['first_decision_s']:.2f}s after engine start "
           f"(step {res['first_step_ms']:.0f} ms) | fast path built in {res['fast_build_s'] or float('nan'):.1f}s, first fast decision at "
           f"{res['first_fast_decision_s'] or float('nan'):.1f}s | {len(plain_rows)} plain steps while building (p50 "
           f"{res['plain_step_ms_p50_while_building'] or float('nan'):.0f} ms) | fast p50 {res['fast_step_ms_p50'] or float('nan'):.1f} ms "
@@ -681,7 +682,8 @@ def run_startup(sizes, args, device, dtype, sync, processors, env) -> None:
             out = pathlib.Path(args.out)
             out.mkdir(parents=True, exist_ok=True)
             card = "".join(c if c.isalnum() else "-" for c in env["card"]).strip("-").lower() or "cpu"
-            path = out / f"startup_{size}_{args.cache_label or 'run'}_{card}_{args.date}.json"
+            reuse = "_prefix_reuse" if args.prefix_reuse else ""
+            path = out / f"startup_{size}_{args.cache_label or 'run'}{reuse}_{card}_{args.date}.json"
             path.write_text(json.dumps(res, indent=1, default=float))
             print("wrote", path, flush=True)
         gc.collect()

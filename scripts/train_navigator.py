@@ -167,7 +167,7 @@ def train_args(args, max_steps: int, output_dir: pathlib.Path | None = None) -> 
         "--no-gradient-checkpointing", "--no-progress", "--logging-steps", "10",
         "--save-steps", str(max(50, max_steps // args.checkpoints)), "--save-total-limit", str(args.checkpoints), "--seed", "42",
         "--sample-step", str(args.sample_step), "--stop-repeat", str(args.stop_repeat), "--frame-cache", str(args.work / "frame_cache"),
-        "--pixel-goal-repeat", str(args.pixel_goal_repeat), *(["--time-limit-s", str(args.time_limit)] if run and args.time_limit else []),
+        "--pixel-goal-repeat", str(args.pixel_goal_repeat), "--turn-repeat", str(args.turn_repeat), *(["--time-limit-s", str(args.time_limit)] if run and args.time_limit else []),
         *(["--save-training-state"] if run else []), *(["--resume-from", str(args.work / "run")] if run and args.resume else []),
     ]  # fmt: skip
 
@@ -231,6 +231,7 @@ def main(argv=None) -> int:
     p.add_argument("--sample-step", type=int, default=4)
     p.add_argument("--stop-repeat", type=int, default=5)
     p.add_argument("--pixel-goal-repeat", type=int, default=1, help="each pixel-goal sample this many times")
+    p.add_argument("--turn-repeat", type=int, default=1, help="each turns sample this many times")
     p.add_argument("--time-limit", type=float, help="training stops after the step that passes this many seconds, and saves "
                    "(with its optimizer and scheduler state: --resume continues the same schedule)")
     p.add_argument("--resume", action="store_true", help="continue the run in WORK/run where its time limit stopped it")

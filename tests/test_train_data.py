@@ -253,3 +253,13 @@ def test_pixel_goal_repeat_weights_the_kinds():
     assert kinds.count(SampleKind.PIXEL_GOAL) == 1
     assert [s.kind for s in twice].count(SampleKind.PIXEL_GOAL) == 3
     assert [s for s in twice if s.kind != SampleKind.PIXEL_GOAL] == [s for s in once if s.kind != SampleKind.PIXEL_GOAL]
+
+
+def test_turn_repeat_weights_the_turns_only():
+    actions = [F, F, F, F, L, L, L, L, L, F, F, R, S]
+    goal_ids = [4, 3, 2, 1, -1, -1, -1, -1, -1, 2, 1, -1, -1]
+    once = episode_samples(_episode(actions, goal_ids), 0, SampleOptions(sample_step=2, stop_repeat=1))
+    thrice = episode_samples(_episode(actions, goal_ids), 0, SampleOptions(sample_step=2, stop_repeat=1, turn_repeat=3))
+    turns = [s for s in once if s.kind == SampleKind.TURNS]
+    assert turns and [s for s in thrice if s.kind == SampleKind.TURNS] == [s for s in turns for _ in range(3)]
+    assert [s for s in thrice if s.kind != SampleKind.TURNS] == [s for s in once if s.kind != SampleKind.TURNS]

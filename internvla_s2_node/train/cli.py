@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--min-goal-frames", type=int, default=defaults["min_goal_frames"])
     g.add_argument("--stop-repeat", type=int, default=defaults["stop_repeat"])
     g.add_argument("--pixel-goal-repeat", type=int, default=defaults["pixel_goal_repeat"], help="each pixel-goal sample this many times")
+    g.add_argument("--turn-repeat", type=int, default=defaults["turn_repeat"], help="each turns sample this many times")
     g.add_argument("--pixel-goal-only", action="store_true")
     g.add_argument("--resize-w", type=int, default=defaults["resize_w"])
     g.add_argument("--resize-h", type=int, default=defaults["resize_h"])

@@ -35,6 +35,7 @@ class TrainConfig:
     min_goal_frames: int = 3
     stop_repeat: int = 5
     pixel_goal_repeat: int = 1  # each pixel-goal sample this many times (a lever on the kinds' mix)
+    turn_repeat: int = 1  # each turns sample this many times
     pixel_goal_only: bool = False
     resize_w: int = 384  # as EngineConfig: history and current frames are resized to this
     resize_h: int = 384
@@ -104,7 +105,7 @@ class TrainConfig:
             yield f"model_size must be one of {MODEL_SIZES}, got {self.model_size!r}"
         for name, low in (
             ("sample_step", 1), ("num_history", 0), ("num_future_steps", 1), ("min_goal_frames", 0), ("stop_repeat", 0),
-            ("pixel_goal_repeat", 1), ("resize_w", 28), ("resize_h", 28), ("lora_r", 1), ("per_device_batch_size", 1), ("grad_accum", 1),
+            ("pixel_goal_repeat", 1), ("turn_repeat", 1), ("resize_w", 28), ("resize_h", 28), ("lora_r", 1), ("per_device_batch_size", 1), ("grad_accum", 1),
             ("num_workers", 0), ("logging_steps", 1), ("save_steps", 0),
         ):  # fmt: skip
             if int(getattr(self, name)) < low:

@@ -9,7 +9,8 @@ Every ``sample_step`` frames ``t`` of an episode (the last frame only teaches ST
   ``num_future_steps``, cut at the first forward step);
 * otherwise (moving forward to a goal too near to name) no sample.
 
-Plus a ``STOP`` sample at the last frame, repeated ``stop_repeat`` times. The prompt text comes
+Plus a ``STOP`` sample at the last frame, repeated ``stop_repeat`` times (``pixel_goal_repeat`` and
+``turn_repeat`` repeat the other kinds: levers on the mix, not upstream's). The prompt text comes
 from core.prompt, so it is the text the engine builds at inference.
 """
 
@@ -45,6 +46,10 @@ class SampleOptions:
     stop_repeat: int = 5
     pixel_goal_only: bool = False
     pixel_goal_repeat: int = 1
+    turn_repeat: int = 1
+
+    def repeat(self, kind: SampleKind) -> int:
+        return {SampleKind.PIXEL_GOAL: self.pixel_goal_repeat, SampleKind.TURNS: self.turn_repeat}.get(kind, 1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,8 +106,7 @@ def episode_samples(episode: Episode, episode_id: int, opts: SampleOptions) -> l
         for t in range(0, length - 1, opts.sample_step):
             answer = frame_sample(episode, t, opts)
             if answer is not None:
-                repeat = opts.pixel_goal_repeat if answer[0] == SampleKind.PIXEL_GOAL else 1
-                out.extend([SampleSpec(episode_id, instruction, t, answer[0], answer[1])] * repeat)
+                out.extend([SampleSpec(episode_id, instruction, t, answer[0], answer[1])] * opts.repeat(answer[0]))
         if not opts.pixel_goal_only:
             stop = SampleSpec(episode_id, instruction, length - 1, SampleKind.STOP, (STOP_TOKEN,))
             out.extend([stop] * opts.stop_repeat)

@@ -5,7 +5,7 @@
 #   INIT (a checkpoint to continue from; default: seeded random weights), FIRST_SEED (record houses from this seed on),
 #   TOTAL_S (size the schedule for this many training seconds, of which this call trains TRAIN_S; the next call, with
 #   RESUME=1 and within 30 s, goes on with it), STEPS (the schedule's steps, no probe: run 4's probes measured 148.5 and
-#   167.9 samples/s where the runs trained at about 250), STOP_REPEAT (2), PGR (pixel-goal repeat, 2), CUDA_TESTS=1 (the fast path's CUDA tests, on the GPU
+#   167.9 samples/s where the runs trained at about 250), STOP_REPEAT (2), PGR (pixel-goal repeat, 2), TURN_REPEAT (1), CUDA_TESTS=1 (the fast path's CUDA tests, on the GPU
 #   while the CPUs record; cuda_tests.log)
 # LOCAL=1 skips the device's GL and package setup (a CPU smoke run: LOCAL=1 REC_S=20 TRAIN_S=5 BATCH=4 OUT=/tmp/o).
 # At most 8 files come back: call.log, logs.txt, (DIAG=1) train_step.md and the model parts (its folder holds
@@ -43,6 +43,7 @@ fi
     ${FIRST_SEED:+--record-first-seed "$FIRST_SEED"} >> "$LOG" 2>&1
 el "recorded: $(grep 'record: stopped' "$LOG" | tail -1)"
 TRAIN=(--work "$W" --init-from "${INIT:-$W/init}" --sample-step 2 --stop-repeat "${STOP_REPEAT:-2}" --pixel-goal-repeat "${PGR:-2}"
+       --turn-repeat "${TURN_REPEAT:-1}"
        --workers "${WORKERS:-15}" --lr "${LR:-1.5e-3}" ${RESUME:+--resume} ${STEPS:+--steps "$STEPS"})
 [ -n "${TESTS_PID:-}" ] && { wait "$TESTS_PID"; el "CUDA tests: $(tail -1 "$OUT/cuda_tests.log")"; }
 if [ -n "${DIAG:-}" ]; then  # where a step's time goes (loader, copy, step), before training
