@@ -496,12 +496,16 @@ def startup(size: str, args, device, dtype, sync, processor, env) -> dict:
     engine_s = time.perf_counter() - t0
     engine.reset(INSTRUCTION)
     rows, fast_steps, t = [], 0, 0
+    # The main thread's stream only: a device-wide synchronize while the build thread captures a CUDA graph
+    # fails ("operation not permitted when stream is capturing") and invalidates the capture, which no
+    # node step does (its answer's tokens reach the host on its own stream).
+    step_sync = torch.cuda.current_stream(device).synchronize if device.type == "cuda" else sync
     while fast_steps < args.steps and time.perf_counter() - t0 < args.startup_limit_s:
         rgb = frames[t % len(frames)]
         index = engine.observe(rgb)
         ts = time.perf_counter()
         decision = engine.step(Frame(rgb), index)
-        sync()
+        step_sync()
         te = time.perf_counter()
         rows.append({"t": t, "at_s": te - t0, "step_ms": (te - ts) * 1e3, "path": decision.path, "raw_text": decision.raw_text})
         fast_steps += decision.path == "fast"

@@ -69,6 +69,13 @@ def test_a_resumed_run_takes_the_uninterrupted_runs_steps(data, tmp_path):
     assert proc.returncode != 0 and "finished run (5 of 5 steps)" in proc.stderr.strip().splitlines()[-1], proc.stderr[-2000:]
 
 
+def test_a_run_its_time_limit_stops_logs_its_last_step(data, tmp_path):
+    out = tmp_path / "run"
+    _run(_args(data, out, "--time-limit-s", "1e-6", "--logging-steps", "3"))
+    assert [r["step"] for r in _log(out)] == [1]  # not a multiple of 3: the curve still ends where the weights are
+    assert json.loads((out / "trainer_state.json").read_text()) == {"step": 1, "total_steps": STEPS}
+
+
 def test_resuming_with_other_steps_says_what_differs(data, tmp_path):
     out = tmp_path / "run"
     _run(_args(data, out, "--time-limit-s", "1e-6", "--save-training-state"))

@@ -294,8 +294,9 @@ class Trainer:
             batches = [next(micro) for _ in range(cfg.grad_accum)]
             loss, grad_norm, tokens = self.train_step(batches)
             losses.append(loss)
+            stopping = step < self.steps and self._out_of_time(call_start)
             if info.is_main:
-                self._log(step, loss, grad_norm, tokens, time.perf_counter() - start)
+                self._log(step, loss, grad_norm, tokens, time.perf_counter() - start, last=stopping)
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss:.4f}", lr=f"{self._lr():.2e}")
@@ -303,7 +304,7 @@ class Trainer:
                 self.save(self.out / f"checkpoint-{step}", step)
                 if info.is_main:
                     prune_checkpoints(self.out, cfg.save_total_limit)
-            if step < self.steps and self._out_of_time(call_start):
+            if stopping:
                 log.warning("time limit %.0f s reached after step %d of %d; saving", cfg.time_limit_s, step, self.steps)
                 break
         if bar is not None:
@@ -357,8 +358,9 @@ class Trainer:
             rows = [line + "\n" for line in lines if line.strip() and json.loads(line)["step"] <= self.start_step]
         (self.out / "train_log.jsonl").write_text("".join(rows))
 
-    def _log(self, step: int, loss: float, grad_norm: float, tokens: int, elapsed: float) -> None:
-        if step % self.cfg.logging_steps and step != self.steps:
+    def _log(self, step: int, loss: float, grad_norm: float, tokens: int, elapsed: float, last: bool = False) -> None:
+        """A log row every ``logging_steps`` and at the run's last step (also one its time limit stops)."""
+        if step % self.cfg.logging_steps and step != self.steps and not last:
             return
         record = {
             "step": step,
