@@ -145,9 +145,11 @@ def training_rounds(run_dir: pathlib.Path) -> tuple[list[dict], list[dict]]:
     n = len(rounds) + 1
     this = _jsonl(run_dir / "train_log.jsonl")
     log += [{"round": n, "global_step": step0 + r["step"], "global_samples": samples0 + r["samples"], **r} for r in this]
+    state = json.loads((run_dir / "trainer_state.json").read_text()) if (run_dir / "trainer_state.json").is_file() else {}
     rounds.append({"round": n, "init": str(init), "learning_rate": config["learning_rate"], "batch": config["per_device_batch_size"],
-                   "steps": this[-1]["step"] if this else 0, "samples": this[-1]["samples"] if this else 0,
-                   "train_s": this[-1]["elapsed_s"] if this else 0.0, "data": config["data"]})
+                   "steps": this[-1]["step"] if this else 0, "schedule_steps": state.get("total_steps"),
+                   "samples": this[-1]["samples"] if this else 0, "train_s": this[-1]["elapsed_s"] if this else 0.0,
+                   "turn_repeat": config.get("turn_repeat", 1), "data": config["data"]})
     return log, rounds
 
 
@@ -168,6 +170,7 @@ def train_args(args, max_steps: int, output_dir: pathlib.Path | None = None) -> 
         "--save-steps", str(max(50, max_steps // args.checkpoints)), "--save-total-limit", str(args.checkpoints), "--seed", "42",
         "--sample-step", str(args.sample_step), "--stop-repeat", str(args.stop_repeat), "--frame-cache", str(args.work / "frame_cache"),
         "--pixel-goal-repeat", str(args.pixel_goal_repeat), "--turn-repeat", str(args.turn_repeat), *(["--time-limit-s", str(args.time_limit)] if run and args.time_limit else []),
+        *(["--stop-at-step", str(args.stop_at_step)] if run and args.stop_at_step else []),
         *(["--save-training-state"] if run else []), *(["--resume-from", str(args.work / "run")] if run and args.resume else []),
     ]  # fmt: skip
 
@@ -234,6 +237,7 @@ def main(argv=None) -> int:
     p.add_argument("--turn-repeat", type=int, default=1, help="each turns sample this many times")
     p.add_argument("--time-limit", type=float, help="training stops after the step that passes this many seconds, and saves "
                    "(with its optimizer and scheduler state: --resume continues the same schedule)")
+    p.add_argument("--stop-at-step", type=int, help="stop after this step of the schedule (as the time limit stopped a device call)")
     p.add_argument("--resume", action="store_true", help="continue the run in WORK/run where its time limit stopped it")
     p.add_argument("--probe-batches", type=int, nargs="+", help="probe these batch sizes and train with the one of most samples/s")
     p.add_argument("--export-from", help="export this checkpoint folder (default: run/, or its newest checkpoint-N)")

@@ -42,12 +42,15 @@ def test_rounds_continue_the_curve_of_the_checkpoint_they_start_from(tmp_path, n
     init.mkdir()  # random weights: no log
     first, log1, rounds1 = _export(tmp_path, navigator, _run(tmp_path, "run1", init, 1e-3, 30), "round1")
     assert [(r["round"], r["global_step"]) for r in log1] == [(1, 10), (1, 20), (1, 30)]
-    assert rounds1 == [{"round": 1, "init": str(init), "learning_rate": 1e-3, "batch": 4, "steps": 30, "samples": 120,
-                        "train_s": 30.0, "data": ["d"]}]
-    _, log2, rounds2 = _export(tmp_path, navigator, _run(tmp_path, "run2", first, 5e-4, 20), "round2")
+    assert rounds1 == [{"round": 1, "init": str(init), "learning_rate": 1e-3, "batch": 4, "steps": 30, "schedule_steps": None,
+                        "samples": 120, "train_s": 30.0, "turn_repeat": 1, "data": ["d"]}]
+    run2 = _run(tmp_path, "run2", first, 5e-4, 20)
+    (run2 / "trainer_state.json").write_text(json.dumps({"step": 20, "total_steps": 50}))  # a time limit cut its schedule
+    _, log2, rounds2 = _export(tmp_path, navigator, run2, "round2")
     assert [(r["round"], r["step"], r["global_step"], r["global_samples"]) for r in log2] == [
         (1, 10, 10, 40), (1, 20, 20, 80), (1, 30, 30, 120), (2, 10, 40, 160), (2, 20, 50, 200)]
     assert [(r["round"], r["init"], r["learning_rate"]) for r in rounds2] == [(1, str(init), 1e-3), (2, str(first), 5e-4)]
+    assert [(r["steps"], r["schedule_steps"]) for r in rounds2] == [(30, None), (20, 50)]
 
 
 def test_a_checkpoint_from_before_rounds_counts_as_round_one(tmp_path, navigator):

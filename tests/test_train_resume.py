@@ -76,6 +76,16 @@ def test_a_run_its_time_limit_stops_logs_its_last_step(data, tmp_path):
     assert json.loads((out / "trainer_state.json").read_text()) == {"step": 1, "total_steps": STEPS}
 
 
+def test_stop_at_step_cuts_the_run_not_the_schedule(data, tmp_path):
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    _run(_args(data, whole))
+    _run(_args(data, cut, "--stop-at-step", "3"))
+    ref, got = _log(whole), _log(cut)
+    assert [r["step"] for r in got] == [1, 2, 3]
+    assert [r["lr"] for r in got] == pytest.approx([r["lr"] for r in ref[:3]])  # the 5-step schedule's rates
+    assert json.loads((cut / "trainer_state.json").read_text()) == {"step": 3, "total_steps": STEPS}
+
+
 def test_resuming_with_other_steps_says_what_differs(data, tmp_path):
     out = tmp_path / "run"
     _run(_args(data, out, "--time-limit-s", "1e-6", "--save-training-state"))

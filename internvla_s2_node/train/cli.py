@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--max-steps", type=int, default=None)
     o.add_argument("--time-limit-s", type=float, default=None, help="stop after the step that passes this many seconds of training and save the checkpoint "
                    "(the learning-rate schedule keeps its length: size --max-steps to the time for a full schedule)")
+    o.add_argument("--stop-at-step", type=int, default=None, help="stop after this step of the schedule and save, as --time-limit-s "
+                   "does (to repeat a run its time limit cut)")
     o.add_argument("--per-device-batch-size", type=int, default=defaults["per_device_batch_size"])
     o.add_argument("--grad-accum", type=int, default=defaults["grad_accum"])
     o.add_argument("--deepspeed", default=None, help="DeepSpeed JSON config (scripts/ds_zero2.json, ds_zero3.json, ds_zero3_offload.json)")

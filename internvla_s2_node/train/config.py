@@ -65,6 +65,7 @@ class TrainConfig:
     epochs: float = 1.0
     max_steps: int | None = None
     time_limit_s: float | None = None  # stop after the step that passes it, and save (the schedule is not shortened)
+    stop_at_step: int | None = None  # stop after this step, and save (the schedule is not shortened either)
     per_device_batch_size: int = 2
     grad_accum: int = 1
     bf16: bool = True
@@ -110,7 +111,7 @@ class TrainConfig:
         ):  # fmt: skip
             if int(getattr(self, name)) < low:
                 yield f"{name} must be >= {low}, got {getattr(self, name)}"
-        for name in ("max_samples", "max_steps", "save_total_limit", "min_pixels", "max_pixels"):
+        for name in ("max_samples", "max_steps", "stop_at_step", "save_total_limit", "min_pixels", "max_pixels"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 yield f"{name} must be >= 1 or unset, got {value}"

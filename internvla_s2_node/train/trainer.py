@@ -294,7 +294,7 @@ class Trainer:
             batches = [next(micro) for _ in range(cfg.grad_accum)]
             loss, grad_norm, tokens = self.train_step(batches)
             losses.append(loss)
-            stopping = step < self.steps and self._out_of_time(call_start)
+            stopping = step < self.steps and (step == cfg.stop_at_step or self._out_of_time(call_start))
             if info.is_main:
                 self._log(step, loss, grad_norm, tokens, time.perf_counter() - start, last=stopping)
                 if bar is not None:
@@ -305,7 +305,8 @@ class Trainer:
                 if info.is_main:
                     prune_checkpoints(self.out, cfg.save_total_limit)
             if stopping:
-                log.warning("time limit %.0f s reached after step %d of %d; saving", cfg.time_limit_s, step, self.steps)
+                why = "--stop-at-step" if step == cfg.stop_at_step else f"time limit {cfg.time_limit_s:.0f} s reached"
+                log.warning("%s: stopping after step %d of %d; saving", why, step, self.steps)
                 break
         if bar is not None:
             bar.close()
