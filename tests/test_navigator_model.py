@@ -64,8 +64,12 @@ def test_shipped_checkpoint_is_small_real_and_loads_like_any_checkpoint():
     config = json.loads((MODEL / "config.json").read_text())
     assert config["model_type"] == "qwen3_vl" and config["text_config"]["vocab_size"] == 151936
     assert (MODEL / "chat_template.jinja").read_text() == tiny.QWEN3_VL_CHAT_TEMPLATE
+    # The weights are those of the last round's last step; a round its time limit (or --stop-at-step) cut
+    # says so in train_rounds.json, so the files describe the weights shipped.
     state = json.loads((MODEL / "trainer_state.json").read_text())
-    assert state["step"] == state["total_steps"] > 0
+    last = json.loads((MODEL / "train_rounds.json").read_text())["rounds"][-1]
+    assert 0 < state["step"] <= state["total_steps"]
+    assert (state["step"], state["total_steps"]) == (last["steps"], last["schedule_steps"])
 
 
 @pytest.fixture(scope="module")
