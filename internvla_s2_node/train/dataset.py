@@ -11,6 +11,7 @@ each epoch draws new phrases (as upstream draws them at every fetch).
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import multiprocessing
@@ -223,7 +224,7 @@ def prepare_data(cfg, processor):
     default = CameraSetup(cfg.height_cm, cfg.front_pitch, cfg.down_pitch)
     sources = [DataSource.parse(spec, default) for spec in cfg.data]
     episodes, report = scan(sources, on_error="raise" if cfg.on_bad_data == "raise" else "skip")
-    opts = SampleOptions(cfg.sample_step, cfg.num_future_steps, cfg.num_history, cfg.min_goal_frames, cfg.stop_repeat, cfg.pixel_goal_only, cfg.pixel_goal_repeat, cfg.turn_repeat)
+    opts = SampleOptions(**{f.name: getattr(cfg, f.name) for f in dataclasses.fields(SampleOptions)})  # same names in TrainConfig
     specs = build_samples(episodes, opts)
     if cfg.max_samples:
         specs = specs[: cfg.max_samples]
