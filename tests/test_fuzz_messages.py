@@ -639,6 +639,9 @@ def test_fuzz_messages_real_tiny_checkpoint_process(tmp_path):
     assert code == 0, log.read_text()[-3000:]
     assert checker.violations == [], checker.violations[:5]
     assert int(diag.get("errors", -1)) == 0, diag.get("last_error")
-    assert final, log.read_text()[-3000:]
+    # intermittent once in a full run (555 passed): say what the node had counted and answered last, to tell
+    # frames not arriving from frames arriving but answered otherwise
+    last = [json.loads(d.data).get("raw_text") for d in checker.get("decision")[-5:]]
+    assert final, f"{figures['node_diagnostics']}; last decisions {last}\n{log.read_text()[-3000:]}"
     # best-effort delivery under host load lets a varying share through; enough must reach the node to mean something
     assert int(diag["frames_rejected"]) > 40 and int(diag["inferences"]) > 5
