@@ -5,7 +5,7 @@
 #
 #   bash scripts/train_navigator.sh                 # on a machine with one CUDA GPU and ~16 cores
 #
-# GPU time: about 35 minutes of one H200 with 16 cores. The shipped model (run 6,
+# GPU time: about 33 minutes of one H200 with 16 cores (run 5's 25, plus round 5's 241 s of recording and 199 s of steps). The shipped model (run 6,
 # benchmarks/results/navigator_card_run6_2026-12-03.md) is run 5's model trained on in one more round (round 5:
 # one device call that recorded 1685 episodes of 249 houses not recorded before, from seed 10237, in 241 s, then
 # 1050 steps of a cosine at 5e-4 with --turn-repeat 2). Run 5 is run 4's model (three device calls: recording 241 s on
@@ -41,7 +41,8 @@ WORK=${WORK:-runs/navigator}
 case "${1:-}" in
 ""|-*)
     python scripts/train_navigator.py houses record init --work "$WORK" --houses 800 --record-houses 237 --record-seconds 1200 "$@"
-    ROUND=(--work "$WORK" --batch 64 --sample-step 2 --stop-repeat 2 --pixel-goal-repeat 1)
+    SAMPLES=(--batch 64 --sample-step 2 --stop-repeat 2 --pixel-goal-repeat 1)
+    ROUND=(--work "$WORK" "${SAMPLES[@]}")
     python scripts/train_navigator.py train export "${ROUND[@]}" --steps 1576 --lr 1.5e-3 --export-dir "$WORK/round1"
     python scripts/train_navigator.py train export "${ROUND[@]}" --steps 1046 --lr 7e-4 --init-from "$WORK/round1" --export-dir "$WORK/round2"
     python scripts/train_navigator.py train export "${ROUND[@]}" --turn-repeat 2 --steps 2900 --stop-at-step 1064 --lr 7e-4 \
@@ -51,8 +52,8 @@ case "${1:-}" in
     # round 5 (run 6): 249 houses not recorded before, from seed 10237, in a work folder of their own
     mkdir -p "$WORK/new_houses" && ln -sfn "$(realpath "$WORK/houses")" "$WORK/new_houses/houses"
     python scripts/train_navigator.py record --work "$WORK/new_houses" --record-first-seed 10237 --record-houses 249 --record-seconds 1200
-    python scripts/train_navigator.py train export --work "$WORK/new_houses" --batch 64 --sample-step 2 --stop-repeat 2 \
-        --pixel-goal-repeat 1 --turn-repeat 2 --steps 1050 --lr 5e-4 --init-from "$WORK/round4" --export-dir "$WORK/export"
+    python scripts/train_navigator.py train export --work "$WORK/new_houses" "${SAMPLES[@]}" --turn-repeat 2 --steps 1050 --lr 5e-4 \
+        --init-from "$WORK/round4" --export-dir "$WORK/export"
     for model in round1 round2 round4 export; do
         internvla-s2-eval --policy s2 --model "$WORK/$model" --params-file config/navigator_s2.yaml \
             --episodes internvla_s2_node/sim/assets/episodes/mujoco_val_unseen.json.gz --out "$WORK/eval_$model"
