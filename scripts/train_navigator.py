@@ -72,6 +72,8 @@ def record(args) -> None:
                "--policy", "oracle", "--record", str(args.work / "data"), "--episodes", str(shard_file),
                "--scenes-dir", str(args.work / "houses" / "scenes"), "--no-maps", "--quiet", "--no-record-depth",
                "--out", str(args.work / "record_eval" / f"rank_{rank}")]
+        if args.perturb:
+            cmd += ["--oracle-perturb", str(args.perturb)]
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=open(args.work / f"record_{rank}.log", "w")))
     start = shown = time.time()
     while time.time() - start < args.record_seconds and any(p.poll() is None for p in procs):
@@ -229,6 +231,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-epochs", type=float, default=3.0)
     p.add_argument("--steps", type=int, help="training steps (default: sized from the measured data-loading rate)")
     p.add_argument("--record-first-seed", type=int, default=TRAIN_FIRST_SEED, help="record houses from this seed on")
+    p.add_argument("--perturb", type=float, default=0.0,
+                   help="record with the oracle's random detours (internvla-s2-eval --oracle-perturb): recovery data")
     p.add_argument("--record-houses", type=int, help="record this many houses (default: as many as --record-seconds allows)")
     p.add_argument("--init-from", help="start from this checkpoint instead of the random init (a second round)")
     p.add_argument("--sample-step", type=int, default=4)

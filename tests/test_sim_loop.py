@@ -29,6 +29,32 @@ def backend():
     b.close()
 
 
+def test_perturbed_oracle_detours_then_recovers_and_marks_its_own_steps(backend, episodes):
+    """OraclePolicy(perturb=p): random 1-3 step detours before non-STOP steps, flagged in ``expert``; it still
+    reaches every goal, the same seed gives the same detours, and p = 0 is the plain oracle step for step."""
+    plain = [run_episode(backend, ep, OraclePolicy()) for ep in episodes]
+    oracle = OraclePolicy(perturb=0.2, seed=3)
+    flags, actions = [], []
+    for ep in episodes:
+        r = run_episode(backend, ep, oracle)
+        assert r.reason == EndReason.STOP and r.metrics.success == 1.0, (ep.episode_id, r.metrics)
+        nav = [a for a in r.actions if a in (Action.FORWARD, Action.LEFT, Action.RIGHT, Action.STOP)]
+        assert len(oracle.expert) == len(nav) and oracle.expert[-1] and nav[-1] == Action.STOP
+        flags.append(list(oracle.expert))
+        actions.append(nav)
+    detours = sum(f.count(False) for f in flags)
+    steps = sum(len(f) for f in flags)
+    assert 0.1 * steps < detours < 0.6 * steps, (detours, steps)
+    again = OraclePolicy(perturb=0.2, seed=3)
+    run_episode(backend, episodes[0], again)
+    assert again.expert == flags[0]
+    zero = OraclePolicy(perturb=0.0)
+    for ep, r in zip(episodes, plain):
+        assert run_episode(backend, ep, zero).actions == r.actions and all(zero.expert)
+    with pytest.raises(ValueError, match="perturb"):
+        OraclePolicy(perturb=1.0)
+
+
 def test_bundled_episodes_are_short_landmark_routes(episodes):
     assert 6 <= len(episodes) <= 8
     for ep in episodes:

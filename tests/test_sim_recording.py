@@ -48,3 +48,33 @@ def test_recording_without_depth_keeps_the_rgb_frames_and_labels(tmp_path):
         else:
             assert (runs[True] / f).read_bytes() == (runs[False] / f).read_bytes(), f
     assert (runs[True] / f.parts[0] / "meta" / "episodes.jsonl").read_text() == (runs[False] / f.parts[0] / "meta" / "episodes.jsonl").read_text()
+
+
+def test_perturbed_recording_teaches_only_from_the_oracles_own_choices(tmp_path):
+    """--oracle-perturb: the recording keeps every frame (detours included, they are the later frames'
+    history) with an ``expert`` column, and no sample's answer is read from a detour step."""
+    import pyarrow.parquet as pq
+
+    from internvla_s2_node.train import layout
+
+    rec = tmp_path / "rec"
+    evaluate(EvalConfig(out=tmp_path / "out", policies=("oracle",), limit=3, width=128, height=96, maps=False,
+                        progress=False, record=str(rec), oracle_perturb=0.2, seed=1))
+    episodes, report = scan([DataSource(rec, CameraSetup(125, 0, 30))], on_error="raise")
+    assert report.episodes == 3
+    detour_frames = 0
+    for i, ep in enumerate(episodes):
+        table = pq.read_table(layout.parquet_path(ep.scene, ep.index))
+        assert table.column(layout.EXPERT_COLUMN).to_pylist() == ep.expert.tolist()
+        detour_frames += int((~ep.expert).sum())
+        opts = SampleOptions(sample_step=1, stop_repeat=1)
+        taught = episode_samples(ep, i, opts)
+        plain = episode_samples(type(ep)(**{**ep.__dict__, "expert": None}), i, opts)
+        assert len(taught) < len(plain)
+        for s in taught:
+            k = int(ep.goal_frames[s.frame])
+            span = k + 1 if s.kind == SampleKind.PIXEL_GOAL else len(s.answers[0].replace("STOP", "S"))
+            assert ep.expert[s.frame : s.frame + span].all(), (s.frame, s.kind)
+    assert detour_frames > 0
+    with pytest.raises(ValueError, match="oracle"):
+        EvalConfig(out=tmp_path, policies=("random",), oracle_perturb=0.1)

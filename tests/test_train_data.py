@@ -182,6 +182,32 @@ def test_samples_follow_upstream_rules():
     assert specs[0].pixel == (0, 0)
 
 
+def test_samples_skip_answers_read_from_detour_steps():
+    """Episode.expert (a perturbed recording): a frame teaches only if the actions its answer is read
+    from were the expert's: up to and at its pixel goal's frame, or its turns and the action that cut them."""
+    from dataclasses import replace
+
+    #          0  1  2  3  4  5  6  7  8  9  10 11 12
+    actions = [F, F, F, F, L, L, L, L, L, F, F, R, S]
+    goal_ids = [4, 3, 2, 1, -1, -1, -1, -1, -1, 2, 1, -1, -1]
+    opts = SampleOptions(sample_step=4, num_future_steps=4, stop_repeat=1)
+    ep = _episode(actions, goal_ids)
+    plain = [(s.frame, s.kind) for s in episode_samples(ep, 0, opts)]
+    assert plain == [(0, SampleKind.PIXEL_GOAL), (4, SampleKind.TURNS), (8, SampleKind.TURNS), (12, SampleKind.STOP)]
+    expert = np.ones(len(actions), bool)
+    expert[3] = False  # inside frame 0's way to its goal (frame 4)
+    assert [s.frame for s in episode_samples(replace(ep, expert=expert), 0, opts)] == [4, 8, 12]
+    expert = np.ones(len(actions), bool)
+    expert[9] = False  # the forward step that cut frame 8's single turn: it might have been another turn
+    assert [s.frame for s in episode_samples(replace(ep, expert=expert), 0, opts)] == [0, 4, 12]
+    expert = np.ones(len(actions), bool)
+    expert[4] = False  # frame 4's first turn, which also ended frame 0's forward run (so chose its goal)
+    assert [s.frame for s in episode_samples(replace(ep, expert=expert), 0, opts)] == [8, 12]
+    expert[:] = True
+    expert[10] = False  # read by no sample
+    assert [(s.frame, s.kind) for s in episode_samples(replace(ep, expert=expert), 0, opts)] == plain
+
+
 def test_near_goals_forward_frames_and_trailing_stop():
     actions = [F, F, F, F, F, R, R, S]
     goal_ids = [4, 3, 2, 1, 1, -1, -1, -1]

@@ -84,6 +84,9 @@ def parse_args(argv=None, ros_args=()) -> argparse.Namespace:
     p.add_argument("--record", help="also write the oracle's episodes as LeRobot training data under this folder")
     p.add_argument("--no-record-depth", dest="record_depth", action="store_false",
                    help="record without the look-down depth images (internvla-s2-train reads RGB only; the RGB frames are the same)")
+    p.add_argument("--oracle-perturb", type=float, default=0.0, metavar="P",
+                   help="the oracle takes a random 1-3 step detour before a step with probability P, then recovers; "
+                        "with --record, only its own steps teach (recovery data; default 0: no detours)")
     p.add_argument("--upstream-loop", action="store_true",
                    help="reproduce upstream's evaluator loop: when the waypoint follower stops, count a step and "
                         "decide on the same frame again (README 'What the model sees and says')")
@@ -110,7 +113,7 @@ def config_from_args(args: argparse.Namespace, ros_args=()) -> EvalConfig:
         world_size=env_world if args.world_size is None else args.world_size, domain_id=args.domain_id,
         s2_timeout_s=args.s2_timeout, s2_mode=args.s2_mode, ros_args=tuple(ros_args), maps=not args.no_maps, seed=args.seed,
         width=width, height=height, progress=not args.quiet, record=args.record, record_depth=args.record_depth, upstream_loop=args.upstream_loop,
-        agent=args.agent,
+        agent=args.agent, oracle_perturb=args.oracle_perturb,
     )
 
 

@@ -44,6 +44,8 @@ def identity(cfg, policy: str) -> dict:
              "seed": cfg.seed, "upstream_loop": cfg.upstream_loop}
     if cfg.agent != "r2r":  # only when not the default, so runs recorded before stay resumable
         ident["agent"] = cfg.agent
+    if policy == "oracle" and cfg.oracle_perturb:  # likewise
+        ident["oracle_perturb"] = cfg.oracle_perturb
     if policy == "s2":
         if cfg.s2_mode == "external":
             ident["model"] = "external S2 node"

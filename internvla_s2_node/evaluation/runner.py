@@ -54,6 +54,7 @@ class EvalConfig:
     progress: bool = True
     record: str | None = None  # write oracle episodes as LeRobot training data here
     record_depth: bool = True  # with them the look-down depth images (the trainer does not read them)
+    oracle_perturb: float = 0.0  # the oracle's detour probability per step (sim.policies.OraclePolicy perturb)
     upstream_loop: bool = False  # sim.loop.LoopConfig.upstream_evaluator: count the follower-stop step, repeat the frame
     agent: str = DEFAULT_AGENT_SETTING  # sim.backend.AGENT_SETTINGS: "r2r" (1.5 m, r 0.1 m, camera 1.25 m) or "rxr"
 
@@ -76,6 +77,10 @@ class EvalConfig:
             problems.append(f"s2_mode must be one of {S2_MODES}, got {self.s2_mode!r}")
         if self.record and "oracle" not in self.policies:
             problems.append("--record writes oracle episodes: add --policy oracle")
+        if not 0.0 <= self.oracle_perturb < 1.0:
+            problems.append(f"oracle_perturb must be in [0, 1), got {self.oracle_perturb}")
+        elif self.oracle_perturb and "oracle" not in self.policies:
+            problems.append("--oracle-perturb perturbs the oracle: add --policy oracle")
         if self.s2_timeout_s <= 0:
             problems.append("s2_timeout_s must be > 0")
         if self.agent not in AGENT_SETTINGS:
@@ -117,7 +122,7 @@ def select_episodes(cfg: EvalConfig) -> list[Episode]:
 @contextlib.contextmanager
 def open_policy(name: str, cfg: EvalConfig) -> Iterator[Policy]:
     if name == "oracle":
-        yield OraclePolicy()
+        yield OraclePolicy(perturb=cfg.oracle_perturb, seed=cfg.seed)
     elif name == "random":
         yield RandomPolicy(seed=cfg.seed)
     else:
@@ -158,7 +163,8 @@ def _run_one(cfg: EvalConfig, name: str, episode: Episode, backend: SimBackend, 
 
         try:
             record["recording"] = str(record_episode(backend, episode, result, cfg.record, _episode_index(episode),
-                                                          depth=cfg.record_depth))
+                                                          depth=cfg.record_depth,
+                                                          expert=getattr(policy, "expert", None) if cfg.oracle_perturb else None))
         except NotRecordable as exc:  # e.g. an episode that ran out of steps: its result is still kept
             log.warning("episode %s not recorded: %s", episode.episode_id, exc)
             record["recording"] = None

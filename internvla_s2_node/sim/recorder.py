@@ -28,9 +28,10 @@ def scene_folder(root: pathlib.Path, episode: Episode) -> pathlib.Path:
 
 
 def record_episode(backend: SimBackend, episode: Episode, result: EpisodeResult, root, index: int,
-                   look_down_deg: float = LOOK_DOWN_DEG, depth: bool = True) -> pathlib.Path:
+                   look_down_deg: float = LOOK_DOWN_DEG, depth: bool = True, expert=None) -> pathlib.Path:
     """Write ``result`` as episode ``index`` of the episode's scene folder under ``root``. ``depth=False``: no
-    look-down depth images (the trainer reads RGB only; the RGB frames and labels are the same)."""
+    look-down depth images (the trainer reads RGB only; the RGB frames and labels are the same). ``expert``:
+    one bool per navigation step, False where the policy injected a perturbation (``OraclePolicy.expert``)."""
     from ..train.goals import pixel_goals_from_poses
     from ..train.layout import CameraSetup
     from ..train.recording import write_episode
@@ -41,6 +42,8 @@ def record_episode(backend: SimBackend, episode: Episode, result: EpisodeResult,
     actions = [a for a in result.actions if a in NAVIGATION_ACTIONS]
     if not actions or actions[-1] != Action.STOP:
         raise NotRecordable(f"episode {episode.episode_id} did not end with STOP ({result.reason.value})")
+    if expert is not None and len(expert) != len(actions):
+        raise NotRecordable(f"episode {episode.episode_id}: {len(expert)} expert flags for {len(actions)} navigation steps")
     front, down, depths, poses = [], [], [], []
     for position, yaw in zip(result.trajectory[: len(actions)], result.headings[: len(actions)]):
         front.append(place(position, yaw, 0.0, depth=False).rgb)
@@ -53,4 +56,5 @@ def record_episode(backend: SimBackend, episode: Episode, result: EpisodeResult,
     goals, goal_ids = pixel_goals_from_poses(actions, result.trajectory[: len(actions)], poses, obs.intrinsics, (width, height))
     camera = CameraSetup(height_cm=round(backend.config.camera_height * 100), front_pitch=0, down_pitch=round(look_down_deg))
     return write_episode(scene_folder(root, episode), index, episode.instruction, front, down, [int(a) for a in actions],
-                         poses, goals, goal_ids, camera=camera, depths_lookdown=depths if depth else None)
+                         poses, goals, goal_ids, camera=camera, depths_lookdown=depths if depth else None,
+                         expert=None if expert is None else list(expert))

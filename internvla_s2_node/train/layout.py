@@ -26,6 +26,10 @@ EPISODES_FILE = Path("meta") / "episodes.jsonl"
 INFO_FILE = Path("meta") / "info.json"
 TASKS_FILE = Path("meta") / "tasks.jsonl"
 FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png")
+# Optional bool column of this project's recordings: row i is True where the action taken at frame i was the
+# expert's own choice, False where the recorder injected a perturbation (sim.policies.OraclePolicy perturb).
+# Unlike "action" it is not shifted. Upstream's data has no such column: every action is the expert's.
+EXPERT_COLUMN = "expert"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -56,6 +56,7 @@ class Episode:
     camera: CameraSetup
     front_ext: str
     down_ext: str
+    expert: np.ndarray | None = None  # (L,) bool: the action at frame i was the expert's (layout.EXPERT_COLUMN); None: all
 
     @property
     def length(self) -> int:
@@ -167,7 +168,17 @@ def load_episode(scene: Path, meta: dict, camera: CameraSetup, frames: FrameInde
     down_ext = frames.extension(scene, index, camera.rgb_folder(True), len(actions))
     # Stored row i is the action that led to frame i; the action taken at frame i is row i+1.
     taken = np.concatenate([actions[1:], [0]]).astype(np.int64)
-    return Episode(Path(scene), index, instructions, taken, goal_frames, goals, camera, front_ext, down_ext)
+    expert = _expert(table, len(actions), where)
+    return Episode(Path(scene), index, instructions, taken, goal_frames, goals, camera, front_ext, down_ext, expert)
+
+
+def _expert(table, length: int, where: str) -> np.ndarray | None:
+    if layout.EXPERT_COLUMN not in table.column_names:
+        return None
+    values = table.column(layout.EXPERT_COLUMN).to_pylist()
+    if len(values) != length or any(v not in (True, False) for v in values):
+        raise DataError(f"{where}: column {layout.EXPERT_COLUMN!r} must hold one bool per row")
+    return np.asarray(values, dtype=bool)
 
 
 def _columns(table, camera: CameraSetup, where: str):

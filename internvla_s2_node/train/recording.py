@@ -40,6 +40,7 @@ def write_episode(
     *,
     camera: CameraSetup = CameraSetup(),
     depths_lookdown: Sequence[np.ndarray] | None = None,
+    expert: Sequence[bool] | None = None,
     fps: float = 10.0,
     image_format: str = "jpg",
     jpeg_quality: int = 95,
@@ -52,7 +53,8 @@ def write_episode(
     ``goal_frame_ids[i]``: frames from ``i`` until that waypoint is reached, -1 where there is
     no pixel goal (the next moves are turns). Both ``None``: no pixel goals in this episode.
     ``depths_lookdown``: optional (H, W) float metres, stored as uint16 millimetres PNG.
-    ``instruction``: one text, or several for the same path.
+    ``instruction``: one text, or several for the same path. ``expert``: optional (L,) bools, False
+    where the action at frame ``i`` was an injected perturbation (``layout.EXPERT_COLUMN``).
     """
     root = Path(root)
     length = len(frames_rgb)
@@ -62,13 +64,15 @@ def write_episode(
     acts = _actions(actions, length)
     goal_ids, goal_px = _goals(goals, goal_frame_ids, length, down)
     _check_lengths(length, down, poses, depths_lookdown)
+    if expert is not None and len(expert) != length:
+        raise ValueError(f"{len(expert)} expert flags for {length} frames: need one per frame")
     if image_format not in IMAGE_FORMATS:
         raise ValueError(f"image_format must be one of {sorted(IMAGE_FORMATS)}, got {image_format!r}")
     _write_frames(root, episode_index, camera.rgb_folder(False), front, image_format, jpeg_quality)
     _write_frames(root, episode_index, camera.rgb_folder(True), down, image_format, jpeg_quality)
     if depths_lookdown is not None:
         _write_depths(root, episode_index, camera.depth_folder(), depths_lookdown)
-    path = _write_parquet(root, episode_index, camera, acts, poses, goal_px, goal_ids, fps)
+    path = _write_parquet(root, episode_index, camera, acts, poses, goal_px, goal_ids, fps, expert)
     _update_meta(root, episode_index, instructions, length, fps, camera)
     return path
 
@@ -144,7 +148,8 @@ def _write_depths(root: Path, episode: int, folder: str, depths) -> None:
         Image.fromarray(mm).save(out / (layout.frame_stem(episode, i) + ".png"))
 
 
-def _write_parquet(root: Path, episode: int, camera: CameraSetup, acts, poses, goal_px, goal_ids, fps: float) -> Path:
+def _write_parquet(root: Path, episode: int, camera: CameraSetup, acts, poses, goal_px, goal_ids, fps: float,
+                   expert=None) -> Path:
     length = len(acts)
     columns = {
         "episode_index": pa.array(np.full(length, episode, np.int64)),
@@ -154,6 +159,8 @@ def _write_parquet(root: Path, episode: int, camera: CameraSetup, acts, poses, g
         camera.column("goal"): pa.array(goal_px.tolist(), type=pa.list_(pa.int64())),
         camera.column("relative_goal_frame_id"): pa.array(goal_ids),
     }
+    if expert is not None:
+        columns[layout.EXPERT_COLUMN] = pa.array(np.asarray(expert, dtype=bool))
     if poses is not None:
         columns[camera.column("pose")] = pa.array(np.asarray(poses, np.float64).tolist(), type=pa.list_(pa.list_(pa.float64())))
     path = layout.parquet_path(root, episode)

@@ -9,6 +9,11 @@ Every ``sample_step`` frames ``t`` of an episode (the last frame only teaches ST
   ``num_future_steps``, cut at the first forward step);
 * otherwise (moving forward to a goal too near to name) no sample.
 
+In a recording with injected perturbations (``Episode.expert``), a frame teaches only when every
+action its answer is read from was the expert's: the moves up to and at its pixel goal's frame, or its turns and
+the action that ended them. Frames after a detour still teach (the way back), with the detour in
+their history.
+
 Plus a ``STOP`` sample at the last frame, repeated ``stop_repeat`` times (``pixel_goal_repeat`` and
 ``turn_repeat`` repeat the other kinds: levers on the mix, not upstream's). The prompt text comes
 from core.prompt, so it is the text the engine builds at inference.
@@ -89,14 +94,22 @@ def frame_sample(episode: Episode, t: int, opts: SampleOptions) -> tuple[SampleK
     """The answer taught at frame ``t`` (not the final frame), or None when the frame teaches nothing."""
     k = int(episode.goal_frames[t])
     if k != -1:
-        if k < opts.min_goal_frames:
+        if k < opts.min_goal_frames or not _expert_labels(episode, t, k + 1):
             return None
         column, row = (int(v) for v in episode.goals[t])
         return SampleKind.PIXEL_GOAL, (ACTION_TO_ARROW[Action.LOOK_DOWN], f"{column} {row}")
     if opts.pixel_goal_only or episode.actions[t] == Action.FORWARD:
         return None
     turns = next_turns(episode.actions, t, opts.num_future_steps)
-    return (SampleKind.TURNS, (arrows(turns),)) if turns else None
+    # the turns read, and the action that cut them (a detour step there would have cut them short)
+    if not turns or not _expert_labels(episode, t, min(len(turns) + 1, opts.num_future_steps)):
+        return None
+    return SampleKind.TURNS, (arrows(turns),)
+
+
+def _expert_labels(episode: Episode, t: int, span: int) -> bool:
+    """Whether the actions at frames t .. t+span-1 were all the expert's (always, without an expert column)."""
+    return episode.expert is None or bool(episode.expert[t : t + span].all())
 
 
 def episode_samples(episode: Episode, episode_id: int, opts: SampleOptions) -> list[SampleSpec]:
@@ -107,7 +120,7 @@ def episode_samples(episode: Episode, episode_id: int, opts: SampleOptions) -> l
             answer = frame_sample(episode, t, opts)
             if answer is not None:
                 out.extend([SampleSpec(episode_id, instruction, t, answer[0], answer[1])] * opts.repeat(answer[0]))
-        if not opts.pixel_goal_only:
+        if not opts.pixel_goal_only and _expert_labels(episode, length - 1, 1):
             stop = SampleSpec(episode_id, instruction, length - 1, SampleKind.STOP, (STOP_TOKEN,))
             out.extend([stop] * opts.stop_repeat)
     return out
