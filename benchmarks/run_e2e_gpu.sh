@@ -8,6 +8,7 @@
 #   2. writes a random-weight Qwen3-VL checkpoint ($SIZE: 8B, 2B or tiny) to /tmp;
 #   3. runs the node and the driver until the deadline (BUDGET_S after this script started).
 # Device: OUT=$OUT bash benchmarks/run_e2e_gpu.sh   (carry [".cache/e2e"], timeout 600)
+#   with the trained navigator: MODEL=internvla_s2_node/assets/navigator PARAMS=config/navigator_s2.yaml SIZE=navigator
 # Here (CPU, the cp311 wheels and the venv's torch):
 #   WHEELS=/tmp/e2e_whl311 PY=/root/.pyenv/versions/3.11.7/bin/python3 \
 #   EXTRA_PYTHONPATH=$PWD/.venv/lib/python3.11/site-packages SIZE=tiny PHASE_S=20 OUT=/tmp/e2e_cpu \
@@ -43,12 +44,18 @@ export AMENT_PREFIX_PATH=$ROS_PREFIX
 $PY -c "import rclpy, sensor_msgs.msg, nav_msgs.msg, diagnostic_msgs.msg, lifecycle_msgs.srv, std_srvs.srv
 rclpy.init(); n = rclpy.create_node('e2e_check'); print('rclpy', rclpy.__file__, rclpy.get_rmw_implementation_identifier()); rclpy.shutdown()" 2>&1 | tee -a "$LOG" || { say "rclpy does not load"; exit 1; }
 
-# 2. checkpoint (tokenizer carried packed)
-TOK=/tmp/e2e_tok
-mkdir -p $TOK && tar -C $TOK -xzf "$CACHE/tokenizer.tar.gz"
-CKPT=/tmp/e2e_ckpt_$SIZE
-say "checkpoint $SIZE -> $CKPT"
-$PY benchmarks/e2e_dds.py checkpoint --size "$SIZE" --tokenizer $TOK/tokenizer --out "$CKPT" 2>&1 | grep --line-buffered -v -i "warn" | tee -a "$LOG"
+# 2. checkpoint: MODEL (a checkpoint in the tree, e.g. the trained navigator, with PARAMS its params file), else a
+#    random-weight body of SIZE built here (tokenizer carried packed)
+if [ -n "${MODEL:-}" ]; then
+    CKPT=$MODEL
+    say "checkpoint $CKPT${PARAMS:+ with $PARAMS}"
+else
+    TOK=/tmp/e2e_tok
+    mkdir -p $TOK && tar -C $TOK -xzf "$CACHE/tokenizer.tar.gz"
+    CKPT=/tmp/e2e_ckpt_$SIZE
+    say "checkpoint $SIZE -> $CKPT"
+    $PY benchmarks/e2e_dds.py checkpoint --size "$SIZE" --tokenizer $TOK/tokenizer --out "$CKPT" 2>&1 | grep --line-buffered -v -i "warn" | tee -a "$LOG"
+fi
 [ -f "$CKPT/config.json" ] || { say "no checkpoint"; exit 1; }
 
 # 3. node + driver (GPU clocks sampled beside it where there is a GPU)
@@ -58,6 +65,6 @@ if command -v nvidia-smi >/dev/null; then
 fi
 say "run (deadline in $(( T0 + BUDGET_S - $(date +%s) ))s)"
 $PY benchmarks/e2e_dds.py run --model "$CKPT" --size "$SIZE" --deadline $(( T0 + BUDGET_S )) --out "$OUT" \
-    ${PHASE_S:+--phase-s $PHASE_S} ${RUN_ARGS:-} 2>&1 | grep --line-buffered -v -i "warn" | tee -a "$LOG"
+    ${PARAMS:+--params-file "$PARAMS"} ${PHASE_S:+--phase-s $PHASE_S} ${RUN_ARGS:-} 2>&1 | grep --line-buffered -v -i "warn" | tee -a "$LOG"
 [ -n "${SMI:-}" ] && kill $SMI
 say "done"
