@@ -76,6 +76,20 @@ def summarize(recs: list[dict]) -> dict:
     return out
 
 
+def paired(a: list[dict], b: list[dict]) -> dict:
+    """Success of two runs on the same episodes: counts and the exact two-sided McNemar p (binomial on the
+    episodes only one of them solved)."""
+    sa = {str(r["episode_id"]): r["metrics"]["success"] >= 0.5 for r in a}
+    sb = {str(r["episode_id"]): r["metrics"]["success"] >= 0.5 for r in b}
+    common = sorted(set(sa) & set(sb))
+    only_a = sum(sa[e] and not sb[e] for e in common)
+    only_b = sum(sb[e] and not sa[e] for e in common)
+    n, k = only_a + only_b, min(only_a, only_b)
+    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
+    return {"episodes": len(common), "both": sum(sa[e] and sb[e] for e in common), "only_this": only_a,
+            "only_other": only_b, "mcnemar_p": p}
+
+
 def table(rows: dict[str, dict]) -> str:
     head = "| run | episodes | SR [95% CI] | SPL [95% CI] | NE m [95% CI] | OS [95% CI] | nDTW [95% CI] | steps |"
     lines = [head, "|---|---|---|---|---|---|---|---|"]
@@ -136,6 +150,13 @@ def _curve_point(text: str) -> tuple[int, pathlib.Path]:
     return int(step), pathlib.Path(run_dir)
 
 
+def _curve_point_label(text: str) -> tuple[str, pathlib.Path]:
+    label, sep, path = text.partition("=")
+    if not sep or not label:
+        raise argparse.ArgumentTypeError(f"expected LABEL=RUN_DIR, got {text!r}")
+    return label, pathlib.Path(path)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--held-out", type=pathlib.Path, required=True)
@@ -144,6 +165,10 @@ def main(argv=None) -> int:
     p.add_argument("--train-log", type=pathlib.Path)
     p.add_argument("--curve", type=_curve_point, nargs="+", default=[],
                    help="STEP=RUN_DIR: the S2 held-out run of the checkpoint after that many steps (the SR curve)")
+    p.add_argument("--compare", type=_curve_point_label, nargs="+", default=[],
+                   help="LABEL=RUN_DIR: another model's S2 run on the same held-out episodes, paired with this one")
+    p.add_argument("--compare-train", type=_curve_point_label, nargs="+", default=[],
+                   help="LABEL=RUN_DIR: another model's S2 run on the same training-house episodes, paired")
     p.add_argument("--out", type=pathlib.Path, required=True, help="path prefix of the .md/.json/.png written")
     args = p.parse_args(argv)
     rows = {}
@@ -158,9 +183,17 @@ def main(argv=None) -> int:
     curve = {step: summarize(records(run_dir, "s2")) for step, run_dir in args.curve}
     for step, s in sorted(curve.items()):
         rows[f"{args.name}: s2 after {step} steps ({s['episodes']} episodes)"] = s
+    pairs = {f"{args.name}: s2 vs {label}": paired(records(args.held_out, "s2"), records(d, "s2")) for label, d in args.compare}
+    if args.train_houses:
+        pairs.update({f"training houses: s2 vs {label}": paired(records(args.train_houses, "s2"), records(d, "s2"))
+                      for label, d in args.compare_train})
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
+    args.out.with_suffix(".json").write_text(json.dumps({**rows, **({"paired": pairs} if pairs else {})}, indent=2) + "\n")
     text = table(rows)
+    if pairs:
+        text += "\n\n| paired (same episodes) | episodes | both succeed | only this model | only the other | exact McNemar p |\n|---|---|---|---|---|---|\n"
+        text += "\n".join(f"| {k} | {v['episodes']} | {v['both']} | {v['only_this']} | {v['only_other']} | {v['mcnemar_p']:.3f} |"
+                           for k, v in pairs.items())
     if args.train_log:
         plot_curve(args.train_log, args.out.with_name(args.out.name + "_loss.png"), curve)
     args.out.with_suffix(".md").write_text(text + "\n")
