@@ -507,7 +507,9 @@ def startup(size: str, args, device, dtype, sync, processor, env) -> dict:
         decision = engine.step(Frame(rgb), index)
         step_sync()
         te = time.perf_counter()
-        rows.append({"t": t, "at_s": te - t0, "step_ms": (te - ts) * 1e3, "path": decision.path, "raw_text": decision.raw_text})
+        captured = getattr(engine.generator, "stats", {}).get("prefill_graphs_captured")  # fast path: graphs so far
+        rows.append({"t": t, "at_s": te - t0, "step_ms": (te - ts) * 1e3, "path": decision.path, "raw_text": decision.raw_text,
+                     "prefill_graphs": captured})  # fmt: skip
         fast_steps += decision.path == "fast"
         t += 1
     build = engine.fast_build
@@ -529,6 +531,9 @@ def startup(size: str, args, device, dtype, sync, processor, env) -> dict:
         "fast_steps": len(fast_rows),
         "fast_step_ms_p50": pct([r["step_ms"] for r in steady], 0.5) if steady else None,
         "fast_step_ms_p90": pct([r["step_ms"] for r in steady], 0.9) if steady else None,
+        "fast_steps_over_150ms": sum(r["step_ms"] > 150 for r in steady),
+        # prefill graphs captured during the steady steps (prefix reuse: kept lengths the warm-up missed)
+        "prefill_captures_in_steps": (steady[-1]["prefill_graphs"] or 0) - (fast_rows[0]["prefill_graphs"] or 0) if steady else None,
         "fast_stats": dict(getattr(fast, "stats", {}) or {}), "fast_failures": dict(getattr(fast, "failures", {}) or {}),
         "compile_cache": engine.compile_cache, "steps": rows,
     }  # fmt: skip
@@ -536,7 +541,9 @@ def startup(size: str, args, device, dtype, sync, processor, env) -> dict:
           f"(step {res['first_step_ms']:.0f} ms) | fast path built in {res['fast_build_s'] or float('nan'):.1f}s, first fast decision at "
           f"{res['first_fast_decision_s'] or float('nan'):.1f}s | {len(plain_rows)} plain steps while building (p50 "
           f"{res['plain_step_ms_p50_while_building'] or float('nan'):.0f} ms) | fast p50 {res['fast_step_ms_p50'] or float('nan'):.1f} ms "
-          f"p90 {res['fast_step_ms_p90'] or float('nan'):.1f} ms over {len(steady)} steps | failures {res['fast_failures']} "
+          f"p90 {res['fast_step_ms_p90'] or float('nan'):.1f} ms over {len(steady)} steps ({res['fast_steps_over_150ms']} over 150 ms, "
+          f"{res['prefill_captures_in_steps']} prefill captures, {res['fast_stats'].get('warmup_requests')} warm-up requests) "
+          f"| failures {res['fast_failures']} "
           f"| build {res['fast_build_state']} {res['fast_build_error'] or ''}", flush=True)  # fmt: skip
     engine.close()
     return res

@@ -208,6 +208,31 @@ def test_prefix_reuse_gives_the_same_tokens(backbone, arch, attn, options):
     assert fast.failures == {}
 
 
+def test_prefix_reuse_warm_up_covers_an_episode(backbone):
+    """Issue 14: with prefix reuse, the engine's warm-up requests capture the prefill graphs (keyed by bucket
+    and kept length) that an episode meets: the history ramp, the linspace history changing from some
+    frame on, random conjunctions, look-down turns with the camera's frame. No call after the first (its
+    frames are new, only text is kept) captures one, and the tokens stay the plain path's."""
+    from internvla_s2_node.core.config import EngineConfig
+    from internvla_s2_node.core.engine import S2Engine
+    from internvla_s2_node.core.types import Frame
+
+    b = backbone("qwen3_vl")
+    engine = S2Engine(EngineConfig(model_path=str(b.path), fast_path="off", prefix_reuse=True, max_new_tokens=NEW_TOKENS), backbone=b)
+    engine.reset(INSTRUCTION)
+    engine.step(Frame(np.zeros((240, 320, 3), dtype=np.uint8)))  # a camera of _episode's look-down size
+    plain, fast = PlainGenerator(b, NEW_TOKENS), FastGenerator(b, NEW_TOKENS, cuda_graphs="fake", prefix_reuse=True)
+    fast.warm_up(engine.warmup_requests())
+    captured, reused = [], []
+    for i, (messages, images, keys) in enumerate(_episode(18, seed=43)):
+        a, f = plain.generate(messages, images, keys), fast.generate(messages, images, keys)
+        assert f.token_ids == a.token_ids, f"call {i}: fast {f.token_ids} != plain {a.token_ids} (prefix {fast.last_prefix})"
+        captured.append(fast.stats["prefill_graphs_captured"])
+        reused.append(fast.last_prefix[0])
+    assert captured[1:] == [captured[0]] * (len(captured) - 1), f"prefill graphs captured per call: {captured}"
+    assert sum(r > 0 for r in reused) >= len(reused) - 1 and fast.failures == {}
+
+
 def test_vision_tower_sees_each_frame_once(backbone):
     b = backbone("qwen3_vl")
     plain, fast = PlainGenerator(b, NEW_TOKENS), FastGenerator(b, NEW_TOKENS)

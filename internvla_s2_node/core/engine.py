@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from . import compile_cache, prompt
+from . import compile_cache, prompt, warmup
 from .config import EngineConfig
 from .generation import Generator, PlainGenerator
 from .geometry import project_pixel_goal
@@ -22,8 +22,6 @@ from .types import Decision, DecisionKind, Frame
 from .warm_start import BackgroundBuild
 
 log = logging.getLogger(__name__)
-
-WARMUP_INSTRUCTION = "Walk past the sofa, go through the door on the left and stop next to the kitchen table"
 
 
 @dataclasses.dataclass
@@ -64,6 +62,7 @@ class S2Engine:
         self._instruction: str | None = None
         self._epoch = 0
         self._pending: _Conversation | None = None
+        self._camera_size: tuple[int, int] | None = None  # (w, h) of the last stepped frame: a look-down's size
 
     def _make_generator(self) -> Generator:
         if self.cfg.fast_path != "off":
@@ -100,7 +99,9 @@ class S2Engine:
                 check()
             check()
             compile_cache.load_artifacts(artifacts)
-            fast.warm_up(self.warmup_requests(), check)
+            requests = self.warmup_requests()
+            log.info("fast path: %d warm-up requests (%d without prefix reuse)", len(requests), self.cfg.num_history + 1)
+            fast.warm_up(requests, check)
             compile_cache.save_artifacts(artifacts)
             return fast
 
@@ -109,17 +110,11 @@ class S2Engine:
         return PlainGenerator(self.backbone, self.cfg.max_new_tokens)
 
     def warmup_requests(self) -> list[tuple[list[dict[str, Any]], list[Image.Image], list[Any]]]:
-        """What the fast path is built on: one request per history length (0..num_history frames) with
-        frames of the configured size, each adding one new frame as a steady step does."""
-        w, h, n = self.cfg.resize_w, self.cfg.resize_h, self.cfg.num_history
-        rng = np.random.default_rng(0)
-        frames = [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for _ in range(n + 1)]
-        requests = []
-        for k in range(n + 1):
-            images = frames[:k] + [frames[k]]
-            text = prompt.build_user_text(WARMUP_INSTRUCTION, k, prompt.CONJUNCTIONS[0], self.cfg.prompt_punctuation)
-            requests.append(([prompt.user_message(text, images)], images, [("warm-up", i) for i in range(k + 1)]))
-        return requests
+        """What the fast path is built on (``core.warmup``): with prefix reuse, the episode's instruction and
+        the camera frame's size (for the look-down turn) once the first step has shown them."""
+        if not self.cfg.prefix_reuse:
+            return warmup.warmup_requests(self.cfg)
+        return warmup.warmup_requests(self.cfg, self.backbone.processor, self._instruction, self._camera_size)
 
     def build_now(self) -> None:
         """Let the background build start without waiting for the first decision (nothing will step)."""
@@ -206,6 +201,7 @@ class S2Engine:
             self._take_built()
             path = self.path
             rgb = as_rgb(frame.rgb)
+            self._camera_size = (rgb.shape[1], rgb.shape[0])
             with self._state_lock:
                 instruction, epoch, pending = self._instruction, self._epoch, self._pending
                 self._pending = None

@@ -43,7 +43,13 @@ What the plain way (processor + ``model.generate``) redoes at every step, and wh
   path without it on 11-12 of 24 steps (read as near-ties of random weights rounded another way; margins
   were not recorded; no evidence either way for real weights). With trained weights (the navigator,
   101 replayed calls) it kept the fast path's tokens on 101 of 101 in float32 (CPU and H200) and 100 of
-  101 in bf16 on the H200. It stays off by default until its start-up cost is measured.
+  101 in bf16 on the H200. Its graphs are keyed by the kept length too, so the engine's background
+  warm-up (``core.warmup``) replays, with the episode's instruction, the prefixes an episode keeps: the
+  history ramp, the full history kept up to each frame, every bucket the conjunctions give, and look-down
+  turns once a step has shown the camera's frame size (with num_history 8, 9 to 24 requests more than
+  without reuse). After it an episode's steps capture no prefill graph but its first call's (CPU test
+  with stand-in graphs); an episode with another instruction (another token count) still captures some
+  in its first steps. It stays off by default until its start-up cost is measured.
 * **Decoding.** One fixed-shape step (embedding, decoder layers over the static cache with a mask,
   norm, lm_head, greedy argmax, the repetition penalty when the generation config asks for one) whose
   state lives on the device; on CUDA it is compiled (elementwise ops fused, a fused masked attention,

@@ -55,6 +55,7 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
     ) -> None:
         self.backbone = backbone
         self.max_new_tokens = int(max_new_tokens)
+        self._token_limit = self.max_new_tokens  # tokens a call decodes (fewer in a warm-up)
         self.model = model = backbone.model
         self.processor = backbone.processor
         self.tokenizer = backbone.processor.tokenizer
@@ -229,13 +230,31 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
         """Run ``requests`` ((messages, images, keys) each) so that their compiles and graph captures are
         done before serving, then forget their frames. ``check`` runs between requests (it may raise to
         stop). Safe in a thread of its own while the plain path serves from the same model."""
+        requests = list(requests)
         with self._generate_lock, torch.inference_mode():
-            for messages, images, keys in requests:
-                if check is not None:
-                    check()
-                self._generate(messages, images, keys)
-                self.stats["warmup_calls"] += 1
+            try:
+                grown = self._warm_requests(requests, check)
+                if grown:  # the larger KV cache dropped the graphs captured before it: capture them again
+                    self._warm_requests(requests[: grown + 1], check)
+            finally:
+                self._token_limit = self.max_new_tokens
+        self.stats["warmup_requests"] += len(requests)
         self.reset()
+
+    def _warm_requests(self, requests, check) -> int:
+        """Run ``requests``; the index of the last one after the first that grew the KV cache, else 0."""
+        grown = 0
+        for i, (messages, images, keys) in enumerate(requests):
+            if check is not None:
+                check()
+            capacity = self._capacity
+            # Once the decode graph is there, a warm-up request's further tokens only cost time.
+            self._token_limit = 1 if self._decode_graph is not None else self.max_new_tokens
+            self._generate(messages, images, keys)
+            self.stats["warmup_calls"] += 1
+            if i and self._capacity != capacity:
+                grown = i
+        return grown
 
     # ------------------------------------------------------------------ one call
     def _generate(self, messages, images, keys) -> Generated:

@@ -25,17 +25,17 @@ class TokensMixin:
             self._seen.index_fill_(0, nxt, True)
 
     def _read_tokens(self) -> tuple[list[int], float]:
-        """The prefill's token, then decode steps until EOS or ``max_new_tokens``; also when the first
-        token was read (``perf_counter``). With graphs the next step is queued before the previous token
-        is read (no host round trip between steps on CUDA); after an EOS one queued step is scratch
-        work, finished before the next call's GPU work."""
+        """The prefill's token, then decode steps until EOS or ``_token_limit`` (``max_new_tokens`` but in a
+        warm-up); also when the first token was read (``perf_counter``). With graphs the next step is
+        queued before the previous token is read (no host round trip between steps on CUDA); after an EOS
+        one queued step is scratch work, finished before the next call's GPU work."""
         if not self.graphs or "decode" in self.failures:
             new_ids = [int(self._out.item())]
             first_at = time.perf_counter()
             if new_ids[0] not in self.eos_ids:
                 self._decode_loop(new_ids)
             return new_ids, first_at
-        n = self.max_new_tokens
+        n = self._token_limit
         if self._host_tokens is None or self._host_tokens.numel() < n:
             cuda = self.device.type == "cuda" and not self.fake_graphs
             self._host_tokens = torch.zeros(n, dtype=torch.long, pin_memory=cuda)
@@ -67,7 +67,7 @@ class TokensMixin:
 
     def _decode_loop(self, new_ids: list[int]) -> None:
         run = self._decode_runner()
-        while len(new_ids) < self.max_new_tokens:
+        while len(new_ids) < self._token_limit:
             run()
             tok = int(self._out.item())
             new_ids.append(tok)
