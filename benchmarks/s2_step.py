@@ -532,7 +532,7 @@ def startup(size: str, args, device, dtype, sync, processor, env) -> dict:
         "fast_step_ms_p50": pct([r["step_ms"] for r in steady], 0.5) if steady else None,
         "fast_step_ms_p90": pct([r["step_ms"] for r in steady], 0.9) if steady else None,
         "fast_steps_over_150ms": sum(r["step_ms"] > 150 for r in steady),
-        # prefill graphs captured during the steady steps (prefix reuse: kept lengths the warm-up missed)
+        # prefill graphs captured during the steady steps (prefix reuse: buckets the warm-up missed)
         "prefill_captures_in_steps": (steady[-1]["prefill_graphs"] or 0) - (fast_rows[0]["prefill_graphs"] or 0) if steady else None,
         "fast_stats": dict(getattr(fast, "stats", {}) or {}), "fast_failures": dict(getattr(fast, "failures", {}) or {}),
         "compile_cache": engine.compile_cache, "steps": rows,

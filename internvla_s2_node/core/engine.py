@@ -114,7 +114,7 @@ class S2Engine:
         the camera frame's size (for the look-down turn) once the first step has shown them."""
         if not self.cfg.prefix_reuse:
             return warmup.warmup_requests(self.cfg)
-        return warmup.warmup_requests(self.cfg, self.backbone.processor, self._instruction, self._camera_size)
+        return warmup.warmup_requests(self.cfg, self._instruction, self._camera_size)
 
     def build_now(self) -> None:
         """Let the background build start without waiting for the first decision (nothing will step)."""

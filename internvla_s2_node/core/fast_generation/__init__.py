@@ -34,22 +34,26 @@ What the plain way (processor + ``model.generate``) redoes at every step, and wh
   positions that equal the last prompt's (same tokens, and the same cached frames at its image
   tokens: the text before the first frame, frame 0, the history frames up to the first that changed,
   a look-down turn's whole first turn) keep their K/V; only the rest, from a bucket boundary, is
-  prefilled, its queries masked causally over the kept prefix. ``last_prefix`` and the stats
-  ``prefix_tokens_reused`` / ``prompt_tokens`` give the hit per call. Tested for equal tokens in float32
-  on CPU and on CUDA with graphs; its GPU graphs are captured per (bucket, kept length). The node's
+  prefilled. As in decoding, the kept length is device data (``_start``): the rows' K/V are written at
+  device positions (``index_copy_``), their text positions follow it, and their queries are masked over
+  the whole static cache (causal from the kept prefix on), so one prefill graph per bucket of prefilled
+  rows serves every kept length and instruction; the prompts without a kept prefix keep their own graphs,
+  unchanged. ``last_prefix`` and the stats ``prefix_tokens_reused`` / ``prompt_tokens`` give the hit per
+  call. Tested for equal tokens in float32 on CPU (and on CUDA with graphs, before the kept length was
+  device data). The node's
   ``prefix_reuse`` parameter (``EngineConfig.prefix_reuse``) turns it on. On an H200 (bf16, random weights,
   ``benchmarks/results/step_variants_summary_nvidia-h200_2026-12-02.md``) it kept 0.43 of the prompt on
   average and cut the 8B step p50 from 89.9 to 81.1 ms (prefill 31.2 to 22.2 ms); its tokens equalled the
   path without it on 11-12 of 24 steps (read as near-ties of random weights rounded another way; margins
   were not recorded; no evidence either way for real weights). With trained weights (the navigator,
   101 replayed calls) it kept the fast path's tokens on 101 of 101 in float32 (CPU and H200) and 100 of
-  101 in bf16 on the H200. Its graphs are keyed by the kept length too, so the engine's background
-  warm-up (``core.warmup``) replays, with the episode's instruction, the prefixes an episode keeps: the
-  history ramp, the full history kept up to each frame, every bucket the conjunctions give, and look-down
-  turns once a step has shown the camera's frame size (with num_history 8, 9 to 24 requests more than
-  without reuse). After it an episode's steps capture no prefill graph but its first call's (CPU test
-  with stand-in graphs); an episode with another instruction (another token count) still captures some
-  in its first steps. It stays off by default until its start-up cost is measured.
+  101 in bf16 on the H200. (These were measured when the kept length was a Python int in the graphs,
+  keyed by it, and the queries attended to the kept prefix and the rows only, not the whole cache.) The
+  engine's background warm-up (``core.warmup``: with num_history 8, 10 requests, one more than without
+  reuse) captures the graph of every bucket up to its longest prompt plus
+  ``settings.INSTRUCTION_MARGIN`` tokens (within the cache), and from position 0 those of an episode's
+  first two calls: after it, episodes with other instructions, shorter or longer, capture no prefill
+  graph (CPU test with stand-in graphs). It stays off by default until its start-up cost is measured.
 * **Decoding.** One fixed-shape step (embedding, decoder layers over the static cache with a mask,
   norm, lm_head, greedy argmax, the repetition penalty when the generation config asks for one) whose
   state lives on the device; on CUDA it is compiled (elementwise ops fused, a fused masked attention,
@@ -80,7 +84,8 @@ Files (one job each):
 * ``vision.py``: the vision tower on new frames, its blocks replayed from CUDA graphs.
 * ``prompt_inputs.py``: token ids, mrope positions, the padded bucket, uploaded without a sync.
 * ``kv.py``: the static KV cache and the other static device buffers.
-* ``prefill.py``: the prompt through the text model (compiled, one graph per bucket).
+* ``prefill.py``: the prompt through the text model (compiled, one graph per bucket, and one per bucket
+  after a kept prefix).
 * ``decode.py``: the one-token step (decode attention, compiled, one graph).
 * ``fused.py``: fused q/k/v and gate/up projections for decoding.
 * ``tokens.py``: the next token (lm_head, penalty, argmax) and reading tokens back.

@@ -120,7 +120,7 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
             compile_prefill = cuda and self.graphs and not self.fake_graphs
         self.compile_prefill = bool(compile_prefill)
         self._decode_fn: Callable[[int], None] = self._decode_layers
-        self._prefill_fn: Callable[[int, int], None] = self._prefill_layers
+        self._prefill_fn: Callable[..., None] = self._prefill_layers
         self.decode_compile_options = dict(decode_compile_options or {})
         if self.compile_decode or self.compile_prefill:
             # Round where eager rounds (bf16 casts inside fused kernels), to stay close to the plain path.
@@ -190,6 +190,7 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
         self._pos = torch.zeros(1, dtype=torch.long, device=dev)  # its position / KV slot
         self._delta = torch.zeros(1, dtype=torch.long, device=dev)  # mrope position minus text position
         self._last = torch.zeros(1, dtype=torch.long, device=dev)  # index of the prompt's last token
+        self._start = torch.zeros(1, dtype=torch.long, device=dev)  # first prefilled position (prefix reuse)
         self._seen = torch.zeros(self.vocab, dtype=torch.bool, device=dev)  # ids so far (repetition penalty)
         self._out = torch.zeros(1, dtype=torch.long, device=dev)
         self._host_tokens: torch.Tensor | None = None  # pinned copies of each step's token (CUDA)
@@ -229,20 +230,24 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
     def warm_up(self, requests, check: Callable[[], None] | None = None) -> None:
         """Run ``requests`` ((messages, images, keys) each) so that their compiles and graph captures are
         done before serving, then forget their frames. ``check`` runs between requests (it may raise to
-        stop). Safe in a thread of its own while the plain path serves from the same model."""
-        requests = list(requests)
+        stop). With prefix reuse, the prefill graphs for other instructions' prompts too (``_cover_prefill``).
+        Safe in a thread of its own while the plain path serves from the same model."""
+        requests, lengths = list(requests), []
         with self._generate_lock, torch.inference_mode():
             try:
-                grown = self._warm_requests(requests, check)
+                grown = self._warm_requests(requests, check, lengths)
                 if grown:  # the larger KV cache dropped the graphs captured before it: capture them again
                     self._warm_requests(requests[: grown + 1], check)
+                if self.prefix_reuse and lengths:
+                    self._cover_prefill(sorted(lengths)[:2][-1], max(lengths), check)
             finally:
                 self._token_limit = self.max_new_tokens
         self.stats["warmup_requests"] += len(requests)
         self.reset()
 
-    def _warm_requests(self, requests, check) -> int:
-        """Run ``requests``; the index of the last one after the first that grew the KV cache, else 0."""
+    def _warm_requests(self, requests, check, lengths: list[int] | None = None) -> int:
+        """Run ``requests`` (their prompt lengths appended to ``lengths``); the index of the last one after
+        the first that grew the KV cache, else 0."""
         grown = 0
         for i, (messages, images, keys) in enumerate(requests):
             if check is not None:
@@ -251,6 +256,8 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
             # Once the decode graph is there, a warm-up request's further tokens only cost time.
             self._token_limit = 1 if self._decode_graph is not None else self.max_new_tokens
             self._generate(messages, images, keys)
+            if lengths is not None:
+                lengths.append(self.last_prefix[1])
             self.stats["warmup_calls"] += 1
             if i and self._capacity != capacity:
                 grown = i

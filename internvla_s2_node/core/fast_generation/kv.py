@@ -8,24 +8,22 @@ from .settings import CAPACITY_STEP, PREFILL_BUCKET
 
 
 class _LayerKV:
-    """One decoder layer's cache object. Prefill (``pos`` None): the prompt's K/V are written at
-    ``[0, n)`` and returned as they are. Decode: one token's K/V written at ``pos``, the first ``span``
-    slots returned (the mask hides what is beyond the current position). ``layer_idx`` is not used (each
-    layer gets its own object), so that one compiled layer serves every layer. Prefill from ``start`` > 0
-    (prefix reuse): the rows are written from ``start`` and the cache up to their end is returned."""
+    """One decoder layer's cache object. Prefill from position 0 (``pos`` None): the prompt's K/V are
+    written at ``[0, n)`` and returned as they are. Decode, and prefill after a kept prefix (prefix reuse):
+    the K/V written at the device positions ``pos``, the first ``span`` slots returned (the mask hides
+    what is beyond each query's position). ``layer_idx`` is not used (each layer gets its own object), so
+    that one compiled layer serves every layer."""
 
-    def __init__(self, k: torch.Tensor, v: torch.Tensor, pos: torch.Tensor | None = None, span: int = 0, start: int = 0) -> None:
-        self.k, self.v, self.pos, self.span, self.start = k, v, pos, span, start
+    def __init__(self, k: torch.Tensor, v: torch.Tensor, pos: torch.Tensor | None = None, span: int = 0) -> None:
+        self.k, self.v, self.pos, self.span = k, v, pos, span
 
     def update(self, key_states, value_states, layer_idx=None, *args, **kwargs):
         k, v = self.k, self.v
         if self.pos is None:
-            n, s = key_states.shape[2], self.start
-            k[:, :, s : s + n].copy_(key_states)
-            v[:, :, s : s + n].copy_(value_states)
-            if s == 0:
-                return key_states, value_states
-            return k[:, :, : s + n], v[:, :, : s + n]
+            n = key_states.shape[2]
+            k[:, :, :n].copy_(key_states)
+            v[:, :, :n].copy_(value_states)
+            return key_states, value_states
         k.index_copy_(2, self.pos, key_states.to(k.dtype))
         v.index_copy_(2, self.pos, value_states.to(v.dtype))
         return k[:, :, : self.span], v[:, :, : self.span]
