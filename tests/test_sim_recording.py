@@ -73,7 +73,7 @@ def test_perturbed_recording_teaches_only_from_the_oracles_own_choices(tmp_path)
         assert len(taught) < len(plain)
         for s in taught:
             k = int(ep.goal_frames[s.frame])
-            span = k + 1 if s.kind == SampleKind.PIXEL_GOAL else len(s.answers[0].replace("STOP", "S"))
+            span = k if s.kind == SampleKind.PIXEL_GOAL else len(s.answers[0].replace("STOP", "S"))
             assert ep.expert[s.frame : s.frame + span].all(), (s.frame, s.kind)
     assert detour_frames > 0
     with pytest.raises(ValueError, match="oracle"):

@@ -184,7 +184,7 @@ def test_samples_follow_upstream_rules():
 
 def test_samples_skip_answers_read_from_detour_steps():
     """Episode.expert (a perturbed recording): a frame teaches only if the actions its answer is read
-    from were the expert's: up to and at its pixel goal's frame, or its turns and the action that cut them."""
+    from were the expert's: up to its pixel goal, or its turns and the action that cut them."""
     from dataclasses import replace
 
     #          0  1  2  3  4  5  6  7  8  9  10 11 12
@@ -201,8 +201,8 @@ def test_samples_skip_answers_read_from_detour_steps():
     expert[9] = False  # the forward step that cut frame 8's single turn: it might have been another turn
     assert [s.frame for s in episode_samples(replace(ep, expert=expert), 0, opts)] == [0, 4, 12]
     expert = np.ones(len(actions), bool)
-    expert[4] = False  # frame 4's first turn, which also ended frame 0's forward run (so chose its goal)
-    assert [s.frame for s in episode_samples(replace(ep, expert=expert), 0, opts)] == [8, 12]
+    expert[4] = False  # frame 4's first turn; frame 0 keeps its goal: the recorder ends a run where a detour starts
+    assert [s.frame for s in episode_samples(replace(ep, expert=expert), 0, opts)] == [0, 8, 12]
     expert[:] = True
     expert[10] = False  # read by no sample
     assert [(s.frame, s.kind) for s in episode_samples(replace(ep, expert=expert), 0, opts)] == plain

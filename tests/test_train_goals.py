@@ -45,6 +45,21 @@ def test_goal_is_the_end_of_the_forward_run_below_the_image_centre():
     assert goals[0][1] < goals[3][1]
 
 
+def test_a_recorded_detour_ends_the_run_so_goals_stay_on_the_experts_path():
+    """With ``expert`` flags (a recording with injected detours) a forward run ends where a detour starts,
+    even a detour of FORWARD steps that would otherwise extend it: the goal is where the expert was going."""
+    actions = [F, F, F, F, F, F, F, F, L, L, F, S]
+    expert = [True] * 5 + [False, False] + [True] * 5  # frames 5-6: a 2-step forward detour
+    floor, cams = _straight_episode(actions)
+    k = intrinsics_from_hfov(96, 72, 79.0)
+    assert forward_run_end(actions, 0) == 8 and forward_run_end(actions, 0, expert) == 5
+    plain, plain_ids = pixel_goals_from_poses(actions, floor, cams, k, (96, 72))
+    goals, ids = pixel_goals_from_poses(actions, floor, cams, k, (96, 72), expert=expert)
+    assert plain_ids[0] == 8 and ids[0] == 5  # 1.25 m ahead instead of 2 m: the detour's steps are not the expert's
+    assert goals[0][1] > plain[0][1]  # nearer, so lower in the look-down image
+    assert ids[7] == plain_ids[7]  # after the detour the runs are the same
+
+
 def test_goals_feed_the_writer_and_become_pixel_samples(tmp_path):
     actions = [F, F, F, F, F, F, L, L, F, S]
     floor, cams = _straight_episode(actions)

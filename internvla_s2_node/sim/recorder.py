@@ -53,7 +53,8 @@ def record_episode(backend: SimBackend, episode: Episode, result: EpisodeResult,
         poses.append(obs.t_world_optical)
     height, width = down[0].shape[:2]
     poses = np.stack(poses)
-    goals, goal_ids = pixel_goals_from_poses(actions, result.trajectory[: len(actions)], poses, obs.intrinsics, (width, height))
+    goals, goal_ids = pixel_goals_from_poses(actions, result.trajectory[: len(actions)], poses, obs.intrinsics, (width, height),
+                                             expert=expert)
     camera = CameraSetup(height_cm=round(backend.config.camera_height * 100), front_pitch=0, down_pitch=round(look_down_deg))
     return write_episode(scene_folder(root, episode), index, episode.instruction, front, down, [int(a) for a in actions],
                          poses, goals, goal_ids, camera=camera, depths_lookdown=depths if depth else None,

@@ -31,11 +31,12 @@ TURNS = (Action.LEFT, Action.RIGHT)
 MAX_GOAL_DISTANCE = 3.0
 
 
-def forward_run_end(actions, i: int) -> int:
+def forward_run_end(actions, i: int, expert=None) -> int:
     """The frame at which the robot arrives after the moves starting at frame ``i``: FORWARD steps, and
-    single turns each followed by FORWARD (a zig-zag); two turns in a row, STOP or a look end it."""
+    single turns each followed by FORWARD (a zig-zag); two turns in a row, STOP or a look end it, and
+    so does a step that was not the expert's (``expert[j]`` False: a recorded detour starts there)."""
     j = i
-    while j < len(actions) - 1 and (actions[j] == Action.FORWARD or _correction(actions, j)):
+    while j < len(actions) - 1 and (expert is None or expert[j]) and (actions[j] == Action.FORWARD or _correction(actions, j)):
         j += 1
     return j
 
@@ -60,13 +61,15 @@ def pixel_goals_from_poses(
     intrinsics: np.ndarray,
     image_size: tuple[int, int],
     max_distance: float = MAX_GOAL_DISTANCE,
+    expert=None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(goals (L, 2) int (column, row), goal_frame_ids (L,) int) for :func:`recording.write_episode`.
 
     ``actions[i]``: the action taken at frame ``i``. ``floor_positions``: (L, 3) the robot's position on
     the floor at each frame (world frame). ``t_world_optical_down``: (L, 4, 4) look-down camera poses
     (optical frame). ``intrinsics``: 3x3 of the look-down image; ``image_size``: its (width, height).
-    Goals farther than ``max_distance`` (m, on the floor) from the robot are not used.
+    Goals farther than ``max_distance`` (m, on the floor) from the robot are not used. ``expert``: (L,) bools
+    of a recording with injected detours; a run ends where one starts, so a goal is a point of the expert's path.
     """
     length = len(actions)
     floor = np.asarray(floor_positions, dtype=float).reshape(length, 3)
@@ -78,7 +81,7 @@ def pixel_goals_from_poses(
     for i in range(length):
         if actions[i] != Action.FORWARD and not _correction(actions, i):
             continue
-        for j in range(forward_run_end(actions, i), i, -1):
+        for j in range(forward_run_end(actions, i, expert), i, -1):
             if np.linalg.norm(floor[j, :2] - floor[i, :2]) > max_distance:
                 continue
             uv = project(floor[j], poses[i], k)

@@ -10,8 +10,8 @@ Every ``sample_step`` frames ``t`` of an episode (the last frame only teaches ST
 * otherwise (moving forward to a goal too near to name) no sample.
 
 In a recording with injected perturbations (``Episode.expert``), a frame teaches only when every
-action its answer is read from was the expert's: the moves up to and at its pixel goal's frame, or its turns and
-the action that ended them. Frames after a detour still teach (the way back), with the detour in
+action its answer is read from was the expert's: the moves up to its pixel goal (the recorder ends a
+forward run where a detour starts, ``train.goals``), or its turns and the action that ended them. Frames after a detour still teach (the way back), with the detour in
 their history.
 
 Plus a ``STOP`` sample at the last frame, repeated ``stop_repeat`` times (``pixel_goal_repeat`` and
@@ -94,7 +94,7 @@ def frame_sample(episode: Episode, t: int, opts: SampleOptions) -> tuple[SampleK
     """The answer taught at frame ``t`` (not the final frame), or None when the frame teaches nothing."""
     k = int(episode.goal_frames[t])
     if k != -1:
-        if k < opts.min_goal_frames or not _expert_labels(episode, t, k + 1):
+        if k < opts.min_goal_frames or not _expert_labels(episode, t, k):
             return None
         column, row = (int(v) for v in episode.goals[t])
         return SampleKind.PIXEL_GOAL, (ACTION_TO_ARROW[Action.LOOK_DOWN], f"{column} {row}")
