@@ -222,7 +222,8 @@ def test_prefix_reuse_warm_up_covers_any_instruction(backbone, arch):
     alone (the kept length is device data), and the engine's warm-up (built with the episode's instruction)
     captures every bucket. Episodes with that and other instructions (shorter and longer), their linspace history
     changing, random conjunctions and look-down turns at the camera's size then capture no prefill graph,
-    not even in their first call, and the tokens stay the plain path's."""
+    not even in their first call, nor in the first fast call after the switch from the plain path (the whole
+    history, nothing kept), and the tokens stay the plain path's."""
     b = backbone(arch)
     _warm_up_covers_other_instructions(b, FastGenerator(b, NEW_TOKENS, cuda_graphs="fake", prefix_reuse=True))
 
@@ -241,8 +242,14 @@ def _warm_up_covers_other_instructions(b, fast: FastGenerator) -> None:
     lengths, reused, answers = set(), [], set()
     instructions = (INSTRUCTION,) + OTHER_INSTRUCTIONS  # the warm-up's, then others
     for n, instruction in enumerate(instructions):
+        calls = _episode(9, seed=43 + n, instruction=instruction)
+        # The first fast call after the switch from the plain path: the whole history, nothing kept.
         fast.reset()
-        for i, (messages, images, keys) in enumerate(_episode(9, seed=43 + n, instruction=instruction)):
+        switch = [c for c in calls if c[2][-1] is not None][-1]
+        assert fast.generate(*switch).token_ids == plain.generate(*switch).token_ids and fast.last_prefix[0] == 0
+        assert fast.stats["prefill_graphs_captured"] == after_warm_up, f"episode {n}: the switch call captured a prefill graph"
+        fast.reset()
+        for i, (messages, images, keys) in enumerate(calls):
             a, f = plain.generate(messages, images, keys), fast.generate(messages, images, keys)
             assert f.token_ids == a.token_ids, f"episode {n} call {i}: fast {f.token_ids} != plain {a.token_ids} (prefix {fast.last_prefix})"
             assert fast.stats["prefill_graphs_captured"] == after_warm_up, f"episode {n} call {i} (prefix {fast.last_prefix}) captured a prefill graph"

@@ -76,7 +76,8 @@ def test_plain_answers_while_the_fast_path_builds_then_it_switches(backbone, tmp
     assert len(set(answers)) >= 3, f"degenerate answers: {set(answers)}"
     fast = engine.generator
     assert isinstance(fast, FastGenerator)
-    assert fast.stats["warmup_calls"] == 4  # one per history length 0..num_history
+    # one per history length 0..num_history, and (prefix reuse, the default) a look-down turn at the camera's size
+    assert fast.stats["warmup_calls"] == 4 + 1
     # Warm-up frames are forgotten: the first fast step encoded the episode's own frames.
     assert not any(isinstance(k, tuple) for k in fast._frames)
     assert engine.serving == {"generator": "FastGenerator", "path": "fast", "fast_path_build": "ready", "fast_path_build_s": engine.fast_build.seconds}

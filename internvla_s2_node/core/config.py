@@ -40,7 +40,7 @@ class EngineConfig:
     max_instruction_chars: int = 2000
     fast_path: str = "auto"
     fast_path_build: str = "auto"  # background: the plain path answers while the fast path compiles
-    prefix_reuse: bool = False  # fast path: keep the K/V of the prompt's unchanged prefix (core.fast_generation)
+    prefix_reuse: bool = True  # fast path: keep the K/V of the prompt's unchanged prefix (core.fast_generation)
     compile_cache_dir: str = ""  # '' = <INTERNVLA_S2_CACHE or ~/.cache/internvla_s2>/compile; 'off' = torch's default
 
     def __post_init__(self) -> None:

@@ -95,7 +95,7 @@ ENGINE_SPECS: tuple[Spec, ...] = (
     _s("fast_path_build", "auto", "background: the plain path answers from the first frame while the fast path compiles in a "
        "thread, then takes over between steps; inline: the fast path compiles in its first steps; auto: background on CUDA",
        choices=FAST_PATH_BUILDS, lifecycle=True),
-    _s("prefix_reuse", False, "fast path: keep the K/V of the prompt's leading part that equals the last step's (text, frame 0, "
+    _s("prefix_reuse", True, "fast path: keep the K/V of the prompt's leading part that equals the last step's (text, frame 0, "
        "history frames up to the first that changed) and prefill only the rest; same tokens in float32 (tested on CPU and CUDA)",
        lifecycle=True),
     _s("compile_cache_dir", "", "torch compile cache directory ('' = $INTERNVLA_S2_CACHE/compile, default "

@@ -30,30 +30,25 @@ What the plain way (processor + ``model.generate``) redoes at every step, and wh
   at its end to a bucket of 64 tokens (causal attention: real tokens never see the padding), its K/V go
   into a preallocated static cache, and on CUDA the prefill is compiled once (dynamic length)
   and replayed from one CUDA graph per bucket.
-* **Prefix reuse** (``prefix_reuse=True``, off by default; sdpa and eager). The prompt's leading
-  positions that equal the last prompt's (same tokens, and the same cached frames at its image
-  tokens: the text before the first frame, frame 0, the history frames up to the first that changed,
-  a look-down turn's whole first turn) keep their K/V; only the rest, from a bucket boundary, is
-  prefilled. As in decoding, the kept length is device data (``_start``): the rows' K/V are written at
-  device positions (``index_copy_``), their text positions follow it, and their queries are masked over
-  the whole static cache (causal from the kept prefix on), so one prefill graph per bucket of prefilled
-  rows serves every kept length and instruction; the prompts without a kept prefix keep their own graphs,
-  unchanged. ``last_prefix`` and the stats ``prefix_tokens_reused`` / ``prompt_tokens`` give the hit per
-  call. Tested for equal tokens in float32 on CPU (and on CUDA with graphs, before the kept length was
-  device data). The node's
-  ``prefix_reuse`` parameter (``EngineConfig.prefix_reuse``) turns it on. On an H200 (bf16, random weights,
-  ``benchmarks/results/step_variants_summary_nvidia-h200_2026-12-02.md``) it kept 0.43 of the prompt on
-  average and cut the 8B step p50 from 89.9 to 81.1 ms (prefill 31.2 to 22.2 ms); its tokens equalled the
-  path without it on 11-12 of 24 steps (read as near-ties of random weights rounded another way; margins
-  were not recorded; no evidence either way for real weights). With trained weights (the navigator,
-  101 replayed calls) it kept the fast path's tokens on 101 of 101 in float32 (CPU and H200) and 100 of
-  101 in bf16 on the H200. (These were measured when the kept length was a Python int in the graphs,
-  keyed by it, and the queries attended to the kept prefix and the rows only, not the whole cache.) The
-  engine's background warm-up (``core.warmup``: with num_history 8, 10 requests, one more than without
-  reuse) captures the graph of every bucket up to its longest prompt plus
-  ``settings.INSTRUCTION_MARGIN`` tokens (within the cache), and from position 0 those of an episode's
-  first two calls: after it, episodes with other instructions, shorter or longer, capture no prefill
-  graph (CPU test with stand-in graphs). It stays off by default until its start-up cost is measured.
+* **Prefix reuse** (``prefix_reuse=True``; the engine's default, ``FastGenerator``'s is off; sdpa and
+  eager). The prompt's leading positions that equal the last prompt's (same tokens, and the same cached
+  frames at its image tokens: the text before the first frame, frame 0, the history frames up to the
+  first that changed, a look-down turn's whole first turn) keep their K/V; only the rest, from a bucket
+  boundary, is prefilled. As in decoding, the kept length is device data (``_start``): the rows' K/V are
+  written at device positions (``index_copy_``), their text positions follow it, and their queries are
+  masked over the whole static cache (causal from the kept prefix on), so one prefill graph per bucket of
+  prefilled rows serves every kept length and instruction; prompts without a kept prefix keep their own
+  graphs, unchanged. ``last_prefix`` and the stats ``prefix_tokens_reused`` / ``prompt_tokens`` give the
+  hit per call. The engine's background warm-up (``core.warmup``: with num_history 8, 10 requests, one more
+  than without reuse) then captures every bucket, after a kept prefix and from position 0, up to its
+  longest prompt plus ``settings.INSTRUCTION_MARGIN`` tokens (within the cache): after it, episodes with
+  other instructions, shorter or longer, and the first fast call after the switch from the plain path,
+  capture no prefill graph (CPU test with stand-in graphs). Measured on an H200 (8B, random weights, bf16,
+  ``benchmarks/results/startup_nvidia-h200_2026-12-03_run5.md``): step p50 78.7 ms against 87.0-88.8 ms
+  without, p90 86.8-99.6 against 94.0-94.5 ms, no prefill graph captured in the measured steps; the build
+  took 17.2 s on a warm compile cache (8.8 s without). Tokens: equal to the plain path's in float32 (CPU
+  tests, and the CUDA tests on that call); with the trained navigator (101 replayed calls, same call) the
+  fast path's tokens on 101 of 101 in float32 and 100 of 101 in bf16.
 * **Decoding.** One fixed-shape step (embedding, decoder layers over the static cache with a mask,
   norm, lm_head, greedy argmax, the repetition penalty when the generation config asks for one) whose
   state lives on the device; on CUDA it is compiled (elementwise ops fused, a fused masked attention,

@@ -239,7 +239,7 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
                 if grown:  # the larger KV cache dropped the graphs captured before it: capture them again
                     self._warm_requests(requests[: grown + 1], check)
                 if self.prefix_reuse and lengths:
-                    self._cover_prefill(sorted(lengths)[:2][-1], max(lengths), check)
+                    self._cover_prefill(max(lengths), check)
             finally:
                 self._token_limit = self.max_new_tokens
         self.stats["warmup_requests"] += len(requests)

@@ -49,20 +49,20 @@ class PrefillMixin:
         self._pos.fill_(L)
         self._delta.fill_(prompt.delta)
 
-    def _cover_prefill(self, first: int, longest: int, check: Callable[[], None] | None = None) -> None:
+    def _cover_prefill(self, longest: int, check: Callable[[], None] | None = None) -> None:
         """Capture the prefill graphs of other instructions' prompts (up to ``INSTRUCTION_MARGIN`` tokens
-        longer than the warm-up's, within the cache): after a kept prefix, every bucket up to ``longest``;
-        from position 0, those up to ``first``, the warm-up's second shortest prompt (an episode's first two
-        calls may share less than a bucket with the last prompt; from the third on, frame 0 is kept). The
-        graphs do not depend on what the buffers hold; the K/V they write are dropped."""
+        longer than the warm-up's longest, ``longest``, within the cache), every bucket up to there, both
+        after a kept prefix and from position 0 (an episode's first calls, and the first fast call after the
+        switch from the plain path, which has the whole history and nothing kept). The graphs do not depend
+        on what the buffers hold; the K/V they write are dropped."""
         if not self.graphs or "prefill" in self.failures:
             return
         n_deep = len(self._deep)  # every prompt has frames: the model's deepstack depth
         limit = self._capacity - self.max_new_tokens
         self._last.zero_()
         self._start.zero_()
-        for reuse, tokens in ((False, first), (True, longest)):
-            top = min(-(-(tokens + INSTRUCTION_MARGIN) // PREFILL_BUCKET) * PREFILL_BUCKET, limit)
+        top = min(-(-(longest + INSTRUCTION_MARGIN) // PREFILL_BUCKET) * PREFILL_BUCKET, limit)
+        for reuse in (False, True):
             for bucket in range(PREFILL_BUCKET, top + 1, PREFILL_BUCKET):
                 if check is not None:
                     check()
