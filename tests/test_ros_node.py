@@ -49,7 +49,10 @@ def running(context, answers, params=(), delay_s=0.0, compressed=False):
     probe = T.Probe(context=context, compressed=compressed)
     try:
         with spinning([node, probe], context=context):
-            assert T.wait_for(lambda: node._active and probe.matched(), 15), "node did not come up / match"
+            # The lifecycle state too: _active is set inside on_activate, before the transition completes,
+            # and a trigger_* from the test during the transition would be rejected.
+            assert T.wait_for(lambda: node._active and node._state_machine.current_state[1] == "active" and probe.matched(), 15), \
+                "node did not come up / match"
             yield node, probe
     finally:
         node.release()
@@ -293,8 +296,8 @@ def test_lifecycle_parameters_rejected_while_loaded(context):
         assert not result.successful and "unconfigured" in result.reason
         assert node.set_parameters([Parameter("max_waypoint_distance", value=3.0)])[0].successful
         assert not node.set_parameters([Parameter("look_down_mode", value="sideways")])[0].successful
-        node.trigger_deactivate()
-        node.trigger_cleanup()
+        assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_cleanup() == TransitionCallbackReturn.SUCCESS
         assert node._engine is None
         assert node.set_parameters([Parameter("model_path", value="/elsewhere")])[0].successful
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
