@@ -216,16 +216,18 @@ OTHER_INSTRUCTIONS = (
 )
 
 
+@pytest.mark.parametrize("reuse", [True, False], ids=["prefix_reuse", "no_reuse"])
 @pytest.mark.parametrize("arch", ["qwen3_vl", "qwen2_5_vl"])
-def test_prefix_reuse_warm_up_covers_any_instruction(backbone, arch):
+def test_prefix_reuse_warm_up_covers_any_instruction(backbone, arch, reuse):
     """Issue 14: with prefix reuse the prefill graphs after a kept prefix are keyed by the prefilled bucket
     alone (the kept length is device data), and the engine's warm-up (built with the episode's instruction)
     captures every bucket. Episodes with that and other instructions (shorter and longer), their linspace history
     changing, random conjunctions and look-down turns at the camera's size then capture no prefill graph,
     not even in their first call, nor in the first fast call after the switch from the plain path (the whole
-    history, nothing kept), and the tokens stay the plain path's."""
+    history, nothing kept), and the tokens stay the plain path's. Without prefix reuse likewise (every bucket
+    from position 0)."""
     b = backbone(arch)
-    _warm_up_covers_other_instructions(b, FastGenerator(b, NEW_TOKENS, cuda_graphs="fake", prefix_reuse=True))
+    _warm_up_covers_other_instructions(b, FastGenerator(b, NEW_TOKENS, cuda_graphs="fake", prefix_reuse=reuse))
 
 
 def _warm_up_covers_other_instructions(b, fast: FastGenerator) -> None:
@@ -233,7 +235,8 @@ def _warm_up_covers_other_instructions(b, fast: FastGenerator) -> None:
     from internvla_s2_node.core.engine import S2Engine
     from internvla_s2_node.core.types import Frame
 
-    engine = S2Engine(EngineConfig(model_path=str(b.path), fast_path="off", prefix_reuse=True, max_new_tokens=NEW_TOKENS), backbone=b)
+    engine = S2Engine(EngineConfig(model_path=str(b.path), fast_path="off", prefix_reuse=fast.prefix_reuse, max_new_tokens=NEW_TOKENS),
+                      backbone=b)
     engine.reset(INSTRUCTION)
     engine.step(Frame(np.zeros((240, 320, 3), dtype=np.uint8)))  # a camera of _episode's look-down size
     plain = PlainGenerator(b, NEW_TOKENS)
@@ -258,7 +261,9 @@ def _warm_up_covers_other_instructions(b, fast: FastGenerator) -> None:
             if i == 0:
                 lengths.add(fast.last_prefix[1])
     assert len(lengths) == len(instructions) and fast._capacity == capacity
-    assert sum(r > 0 for r in reused) >= len(reused) - 2 * len(instructions) and len(answers) >= 3
+    assert len(answers) >= 3
+    if fast.prefix_reuse:
+        assert sum(r > 0 for r in reused) >= len(reused) - 2 * len(instructions)
     assert fast.failures == {}
 
 

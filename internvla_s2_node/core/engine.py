@@ -100,7 +100,7 @@ class S2Engine:
             check()
             compile_cache.load_artifacts(artifacts)
             requests = self.warmup_requests()
-            log.info("fast path: %d warm-up requests (%d without prefix reuse)", len(requests), self.cfg.num_history + 1)
+            log.info("fast path: %d warm-up requests, then every prefill bucket up to the longest", len(requests))
             fast.warm_up(requests, check)
             compile_cache.save_artifacts(artifacts)
             return fast
@@ -110,10 +110,8 @@ class S2Engine:
         return PlainGenerator(self.backbone, self.cfg.max_new_tokens)
 
     def warmup_requests(self) -> list[tuple[list[dict[str, Any]], list[Image.Image], list[Any]]]:
-        """What the fast path is built on (``core.warmup``): with prefix reuse, the episode's instruction and
-        the camera frame's size (for the look-down turn) once the first step has shown them."""
-        if not self.cfg.prefix_reuse:
-            return warmup.warmup_requests(self.cfg)
+        """What the fast path is built on (``core.warmup``): the episode's instruction and the camera frame's
+        size (for the look-down turn) once the first step has shown them."""
         return warmup.warmup_requests(self.cfg, self._instruction, self._camera_size)
 
     def build_now(self) -> None:

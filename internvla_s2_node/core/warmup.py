@@ -1,12 +1,12 @@
 """The requests the fast path is built on in the background (``S2Engine.warmup_requests``), made by the
 engine's own prompt builder, so that the compiles and graph captures an episode needs happen before it serves.
 
-One request per history length 0..num_history, each adding one new frame (prefill graphs are keyed by the
-prompt's 64-token bucket). With prefix reuse they use the episode's instruction, and once a step has shown
-the camera frame's size a look-down turn follows the full history (its vision graphs; the longest prompt).
-The prefill graphs after a kept prefix are keyed by the prefilled rows' bucket alone (the kept length is
-device data), so ``FastGenerator.warm_up`` captures them for every bucket up to the longest prompt's (plus a
-margin for longer instructions) without a request per kept prefix: any instruction's episodes are covered.
+One request per history length 0..num_history, each adding one new frame, with the episode's instruction,
+and once a step has shown the camera frame's size a look-down turn after the full history (its vision graphs;
+the longest prompt). Prefill graphs are keyed by the prompt's 64-token bucket (with prefix reuse, after a kept
+prefix, by the prefilled rows' bucket alone: the kept length is device data), so ``FastGenerator.warm_up``
+captures them for every bucket up to the longest prompt's (plus a margin for longer instructions) without a
+request per prompt length: any instruction's episodes are covered.
 """
 
 from __future__ import annotations
@@ -45,6 +45,6 @@ def warmup_requests(cfg: EngineConfig, instruction: str | None = None, camera_si
     """The build's requests (module docstring)."""
     frames = _frames(cfg.num_history + 1, (cfg.resize_w, cfg.resize_h), 0)
     ramp = [_first(cfg, instruction or WARMUP_INSTRUCTION, frames[: h + 1]) for h in range(cfg.num_history + 1)]
-    if not cfg.prefix_reuse or camera_size is None:
+    if camera_size is None:
         return ramp
     return ramp + [_look_down(ramp[-1], _frames(1, camera_size, 2)[0])]

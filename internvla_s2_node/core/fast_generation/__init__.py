@@ -39,8 +39,9 @@ What the plain way (processor + ``model.generate``) redoes at every step, and wh
   masked over the whole static cache (causal from the kept prefix on), so one prefill graph per bucket of
   prefilled rows serves every kept length and instruction; prompts without a kept prefix keep their own
   graphs, unchanged. ``last_prefix`` and the stats ``prefix_tokens_reused`` / ``prompt_tokens`` give the
-  hit per call. The engine's background warm-up (``core.warmup``: with num_history 8, 10 requests, one more
-  than without reuse) then captures every bucket, after a kept prefix and from position 0, up to its
+  hit per call. The engine's background warm-up (``core.warmup``: with num_history 8, 10 requests once the camera's
+  size is known, with or without reuse) then captures every bucket, after a kept prefix and from position 0
+  (without reuse: from position 0), up to its
   longest prompt plus ``settings.INSTRUCTION_MARGIN`` tokens (within the cache): after it, episodes with
   other instructions, shorter or longer, and the first fast call after the switch from the plain path,
   capture no prefill graph (CPU test with stand-in graphs). Measured on an H200 (8B, random weights, bf16,

@@ -230,7 +230,7 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
     def warm_up(self, requests, check: Callable[[], None] | None = None) -> None:
         """Run ``requests`` ((messages, images, keys) each) so that their compiles and graph captures are
         done before serving, then forget their frames. ``check`` runs between requests (it may raise to
-        stop). With prefix reuse, the prefill graphs for other instructions' prompts too (``_cover_prefill``).
+        stop). Then the prefill graphs of other instructions' prompts too (``_cover_prefill``).
         Safe in a thread of its own while the plain path serves from the same model."""
         requests, lengths = list(requests), []
         with self._generate_lock, torch.inference_mode():
@@ -238,7 +238,7 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
                 grown = self._warm_requests(requests, check, lengths)
                 if grown:  # the larger KV cache dropped the graphs captured before it: capture them again
                     self._warm_requests(requests[: grown + 1], check)
-                if self.prefix_reuse and lengths:
+                if lengths:
                     self._cover_prefill(max(lengths), check)
             finally:
                 self._token_limit = self.max_new_tokens

@@ -51,10 +51,10 @@ class PrefillMixin:
 
     def _cover_prefill(self, longest: int, check: Callable[[], None] | None = None) -> None:
         """Capture the prefill graphs of other instructions' prompts (up to ``INSTRUCTION_MARGIN`` tokens
-        longer than the warm-up's longest, ``longest``, within the cache), every bucket up to there, both
-        after a kept prefix and from position 0 (an episode's first calls, and the first fast call after the
-        switch from the plain path, which has the whole history and nothing kept). The graphs do not depend
-        on what the buffers hold; the K/V they write are dropped."""
+        longer than the warm-up's longest, ``longest``, within the cache), every bucket up to there, from
+        position 0 and (prefix reuse) after a kept prefix; from position 0 also for an episode's first calls
+        and the first fast call after the switch from the plain path, which has the whole history and nothing
+        kept. The graphs do not depend on what the buffers hold; the K/V they write are dropped."""
         if not self.graphs or "prefill" in self.failures:
             return
         n_deep = len(self._deep)  # every prompt has frames: the model's deepstack depth
@@ -62,7 +62,7 @@ class PrefillMixin:
         self._last.zero_()
         self._start.zero_()
         top = min(-(-(longest + INSTRUCTION_MARGIN) // PREFILL_BUCKET) * PREFILL_BUCKET, limit)
-        for reuse in (False, True):
+        for reuse in (False, True) if self.prefix_reuse else (False,):
             for bucket in range(PREFILL_BUCKET, top + 1, PREFILL_BUCKET):
                 if check is not None:
                     check()
