@@ -150,7 +150,7 @@ def _curve_point(text: str) -> tuple[int, pathlib.Path]:
     return int(step), pathlib.Path(run_dir)
 
 
-def _curve_point_label(text: str) -> tuple[str, pathlib.Path]:
+def _labelled_run(text: str) -> tuple[str, pathlib.Path]:
     label, sep, path = text.partition("=")
     if not sep or not label:
         raise argparse.ArgumentTypeError(f"expected LABEL=RUN_DIR, got {text!r}")
@@ -165,9 +165,9 @@ def main(argv=None) -> int:
     p.add_argument("--train-log", type=pathlib.Path)
     p.add_argument("--curve", type=_curve_point, nargs="+", default=[],
                    help="STEP=RUN_DIR: the S2 held-out run of the checkpoint after that many steps (the SR curve)")
-    p.add_argument("--compare", type=_curve_point_label, nargs="+", default=[],
+    p.add_argument("--compare", type=_labelled_run, nargs="+", default=[],
                    help="LABEL=RUN_DIR: another model's S2 run on the same held-out episodes, paired with this one")
-    p.add_argument("--compare-train", type=_curve_point_label, nargs="+", default=[],
+    p.add_argument("--compare-train", type=_labelled_run, nargs="+", default=[],
                    help="LABEL=RUN_DIR: another model's S2 run on the same training-house episodes, paired")
     p.add_argument("--out", type=pathlib.Path, required=True, help="path prefix of the .md/.json/.png written")
     args = p.parse_args(argv)

@@ -58,4 +58,4 @@ def record_episode(backend: SimBackend, episode: Episode, result: EpisodeResult,
     camera = CameraSetup(height_cm=round(backend.config.camera_height * 100), front_pitch=0, down_pitch=round(look_down_deg))
     return write_episode(scene_folder(root, episode), index, episode.instruction, front, down, [int(a) for a in actions],
                          poses, goals, goal_ids, camera=camera, depths_lookdown=depths if depth else None,
-                         expert=None if expert is None else list(expert))
+                         expert=expert)

@@ -11,8 +11,8 @@ Every ``sample_step`` frames ``t`` of an episode (the last frame only teaches ST
 
 In a recording with injected perturbations (``Episode.expert``), a frame teaches only when every
 action its answer is read from was the expert's: the moves up to its pixel goal (the recorder ends a
-forward run where a detour starts, ``train.goals``), or its turns and the action that ended them. Frames after a detour still teach (the way back), with the detour in
-their history.
+forward run where a detour starts, ``train.goals``), or its turns and the action that ended them.
+Frames after a detour still teach (the way back), with the detour in their history.
 
 Plus a ``STOP`` sample at the last frame, repeated ``stop_repeat`` times (``pixel_goal_repeat`` and
 ``turn_repeat`` repeat the other kinds: levers on the mix, not upstream's). The prompt text comes

@@ -7,7 +7,7 @@ DEFAULT_CACHE_FRAMES = 256
 PREFILL_BUCKET = 64  # prompts are padded at the end to a multiple of this (one prefill graph per bucket)
 ROPE_MEMO = 32  # prompts whose mrope positions are kept (an episode repeats a few)
 TEXT_MEMO = 32  # chat texts and their token ids kept (the same few repeat within an episode)
-INSTRUCTION_MARGIN = 256  # tokens: the prefix-reuse warm-up covers prompts this much longer than its own
+INSTRUCTION_MARGIN = 256  # tokens: the warm-up covers prompts this much longer than its own (other instructions)
 CAPACITY_STEP = 1024  # static KV cache length grows in these steps (decode graph recaptured then)
 
 _UNSUPPORTED_GENERATION = {
