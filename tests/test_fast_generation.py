@@ -468,3 +468,32 @@ def test_cuda_prefix_reuse_warm_up_covers_any_instruction(tiny_checkpoint, arch)
     fast = FastGenerator(b, NEW_TOKENS, prefix_reuse=True)
     assert fast.graphs and fast.compile_prefill and not fast.fake_graphs
     _warm_up_covers_other_instructions(b, fast)
+
+
+_COMPILE_SETUP_PROBE = """
+import sys, numpy as np, torch
+from PIL import Image
+from internvla_s2_node.core import prompt
+from internvla_s2_node.core.backbone import load_backbone
+from internvla_s2_node.core.fast_generation import FastGenerator
+b = load_backbone(sys.argv[1], device="cpu", dtype="float32")
+fast = FastGenerator(b, 2, cuda_graphs="fake", compile_decode=True, compile_prefill=True)
+print("after init:", "torch._inductor.compile_fx" in sys.modules, fast._decode_fn == fast._decode_layers)
+image = Image.fromarray(np.zeros((64, 64, 3), np.uint8))
+fast.generate([prompt.user_message(prompt.build_user_text("Go to the door.", 0, ""), [image])], [image], [0])
+print("after a call:", "torch._inductor.compile_fx" in sys.modules, fast._decode_fn == fast._decode_layers)
+"""
+
+
+def test_compiler_is_set_up_by_the_first_call_not_at_construction(tiny_checkpoint):  # noqa: F811
+    """Constructing the fast path (the engine's creation, before its first decision) imports no compiler:
+    the first ``torch.compile`` costs about 2 s of host time. The first call (in a background build, the
+    build thread's) makes the compiled functions. A fresh interpreter, so nothing was imported before."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _COMPILE_SETUP_PROBE, str(tiny_checkpoint("qwen3_vl"))],
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [line for line in out.stdout.splitlines() if line.startswith("after")]
+    assert lines == ["after init: False True", "after a call: True False"], out.stdout

@@ -122,38 +122,14 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
         self._decode_fn: Callable[[int], None] = self._decode_layers
         self._prefill_fn: Callable[..., None] = self._prefill_layers
         self.decode_compile_options = dict(decode_compile_options or {})
-        if self.compile_decode or self.compile_prefill:
-            # Round where eager rounds (bf16 casts inside fused kernels), to stay close to the plain path.
-            try:
-                import torch._inductor.config as inductor_config
-
-                options = {"emulate_precision_casts": True} if hasattr(inductor_config, "emulate_precision_casts") else None
-            except ImportError:
-                options = None
-            # "layer": one decoder layer compiled once and reused by all (with inline_inbuilt_nn_modules
-            # the weights are inputs), the rest of the step eager; the CUDA graph captures it all, so the
-            # Python loop costs nothing at replay and the cold compile is one layer's instead of N.
-            # "model": the whole step traced and compiled (slower to compile, fuses across layers).
-            if compile_scope not in ("layer", "model"):
-                raise ValueError(f"compile_scope must be 'layer' or 'model', got {compile_scope!r}")
-            # Extra Inductor options for the decode step alone (e.g. max_autotune: Triton GEMV templates
-            # tried against cuBLAS). Dynamo caches compiled code per code object, whatever the options,
-            # so with options of its own the decode layer is compiled from a function of its own.
-            decode_layer, decode_options = _decode_layer, options
-            if decode_compile_options:
-                decode_layer, decode_options = _decode_layer_tuned, {**(options or {}), **decode_compile_options}
-                if compile_scope != "layer":
-                    raise ValueError("decode_compile_options needs compile_scope='layer'")
-            if compile_scope == "layer":
-                if self.compile_decode:
-                    self._decode_fn = functools.partial(self._decode_layers, layer_fn=torch.compile(decode_layer, dynamic=False, options=decode_options))
-                if self.compile_prefill:
-                    self._prefill_fn = functools.partial(self._prefill_layers, layer_fn=torch.compile(_prefill_layer, dynamic=True, options=options))
-            else:
-                if self.compile_decode:
-                    self._decode_fn = torch.compile(self._decode_layers, dynamic=False, options=options)
-                if self.compile_prefill:  # one compile for all prompt lengths (captured per bucket)
-                    self._prefill_fn = torch.compile(self._prefill_layers, dynamic=True, options=options)
+        if compile_scope not in ("layer", "model"):
+            raise ValueError(f"compile_scope must be 'layer' or 'model', got {compile_scope!r}")
+        if decode_compile_options and compile_scope != "layer":
+            raise ValueError("decode_compile_options needs compile_scope='layer'")
+        # The compiled functions are made by the first call (``_set_up_compile``), not here: the first
+        # ``torch.compile`` imports Inductor's compiler (about 2 s of host time), which would delay the
+        # engine's first decision; with a background build that first call is in the build thread.
+        self._compile_pending = self.compile_decode or self.compile_prefill
         self.compile_scope = compile_scope
         # Keep the K/V of the prompt's prefix that equals the last prompt's (same tokens, same frames at
         # the same positions) and prefill only the rest; sdpa and eager take the offset causal mask.
@@ -264,7 +240,40 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
         return grown
 
     # ------------------------------------------------------------------ one call
+    def _set_up_compile(self) -> None:
+        """The compiled decode and prefill functions (once, by the first call)."""
+        self._compile_pending = False
+        # Round where eager rounds (bf16 casts inside fused kernels), to stay close to the plain path.
+        try:
+            import torch._inductor.config as inductor_config
+
+            options = {"emulate_precision_casts": True} if hasattr(inductor_config, "emulate_precision_casts") else None
+        except ImportError:
+            options = None
+        # "layer": one decoder layer compiled once and reused by all (with inline_inbuilt_nn_modules
+        # the weights are inputs), the rest of the step eager; the CUDA graph captures it all, so the
+        # Python loop costs nothing at replay and the cold compile is one layer's instead of N.
+        # "model": the whole step traced and compiled (slower to compile, fuses across layers).
+        # Extra Inductor options for the decode step alone (e.g. max_autotune: Triton GEMV templates
+        # tried against cuBLAS). Dynamo caches compiled code per code object, whatever the options,
+        # so with options of its own the decode layer is compiled from a function of its own.
+        decode_layer, decode_options = _decode_layer, options
+        if self.decode_compile_options:
+            decode_layer, decode_options = _decode_layer_tuned, {**(options or {}), **self.decode_compile_options}
+        if self.compile_scope == "layer":
+            if self.compile_decode:
+                self._decode_fn = functools.partial(self._decode_layers, layer_fn=torch.compile(decode_layer, dynamic=False, options=decode_options))
+            if self.compile_prefill:
+                self._prefill_fn = functools.partial(self._prefill_layers, layer_fn=torch.compile(_prefill_layer, dynamic=True, options=options))
+        else:
+            if self.compile_decode:
+                self._decode_fn = torch.compile(self._decode_layers, dynamic=False, options=options)
+            if self.compile_prefill:  # one compile for all prompt lengths (captured per bucket)
+                self._prefill_fn = torch.compile(self._prefill_layers, dynamic=True, options=options)
+
     def _generate(self, messages, images, keys) -> Generated:
+        if self._compile_pending:
+            self._set_up_compile()
         t0 = time.perf_counter()
         with self._lock:
             epoch, frames = self._epoch, self._frames
