@@ -1,0 +1,59 @@
+"""The navigator's diagnostic tools (issue 13): how episodes end, and the STOP-bias probe's head.
+
+The probe runs the shipped model through the real loader; only the LM head's output is shifted, and only
+for the STOP token, so every other answer is unchanged.
+"""
+
+import json
+import pathlib
+import sys
+
+import torch
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from benchmarks import navigator_failures as failures  # noqa: E402
+from benchmarks.navigator_stop_probe import BiasedHead, patch_loader, stop_token_id  # noqa: E402
+
+MODEL = REPO / "internvla_s2_node" / "assets" / "navigator"
+
+
+def _episode(eid, success, near, reason="stop", path=3.0, dist=4.0):
+    return {"episode_id": eid, "reason": reason, "steps": 20,
+            "metrics": {"success": float(success), "oracle_success": float(near), "path_length": path, "distance_to_goal": dist}}
+
+
+def test_endings_tell_far_stops_from_late_ones_and_pair_runs(tmp_path):
+    recs = [_episode(0, 1, 1, dist=1.0), _episode(1, 0, 0, path=0.0, dist=6.0), _episode(2, 0, 1, dist=4.0),
+            _episode(3, 0, 1, reason="max_steps"), _episode(4, 0, 0, dist=5.0)]
+    s = failures.summary(recs)
+    assert s["endings"] == {"success": 1, "stop_never_near": 2, "stop_after_near": 1, "max_steps_never_near": 0,
+                            "max_steps_after_near": 1, "other": 0}
+    assert s["stop_before_moving"] == 1 and s["far_stop_distance_m_median"] == 5.0
+    assert s["os"] == 0.6 and s["sr"] == 0.2
+    other = [_episode(0, 0, 1), _episode(1, 1, 1), _episode(2, 1, 1), _episode(9, 1, 1)]
+    assert failures.paired(recs, other) == {"episodes": 3, "only_this": 1, "only_that": 2}
+    for label, rows in (("a", recs), ("b", other)):
+        (tmp_path / label / "s2").mkdir(parents=True)
+        (tmp_path / label / "s2" / "episodes.rank0.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "f.v1"
+    assert failures.main([f"a={tmp_path / 'a'}", f"b={tmp_path / 'b'}", "--paired-with", "a", "--out", str(out)]) == 0
+    saved = json.loads(pathlib.Path(str(out) + ".json").read_text())
+    assert saved["b"]["paired"] == {"episodes": 3, "only_this": 2, "only_that": 1}
+    assert "2 only this, 1 only the reference" in pathlib.Path(str(out) + ".md").read_text()
+
+
+def test_stop_probe_lowers_only_the_stop_logit_of_the_loaded_model(monkeypatch):
+    import internvla_s2_node.core.backbone as backbone
+
+    monkeypatch.setattr(backbone, "load_backbone", backbone.load_backbone)  # undone after the test
+    patch_loader(2.5)
+    loaded = backbone.load_backbone(str(MODEL), device="cpu", dtype="float32")
+    head = loaded.model.lm_head
+    assert isinstance(head, BiasedHead) and head.weight is head.head.weight
+    stop = stop_token_id(loaded.processor.tokenizer)
+    hidden = torch.randn(3, head.weight.shape[1])
+    diff = head(hidden) - head.head(hidden)
+    assert torch.allclose(diff[:, stop], torch.full((3,), -2.5))
+    diff[:, stop] = 0
+    assert torch.count_nonzero(diff) == 0
