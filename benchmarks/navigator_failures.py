@@ -6,7 +6,8 @@
     python benchmarks/navigator_failures.py LABEL=RUN_DIR [LABEL=RUN_DIR ...] [--paired-with LABEL] --out PREFIX
 
 RUN_DIR is an ``internvla-s2-eval --out`` folder; its ``s2`` episodes are read. With ``--paired-with``,
-every other run is also compared on the episodes both ran (``only_this`` / ``only_that`` solved).
+every other run is also compared on the episodes both ran (``navigator_results.paired``: solved by only
+this one, by only the reference, and the exact McNemar p).
 Writes PREFIX.json and PREFIX.md.
 """
 
@@ -20,7 +21,7 @@ import sys
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from benchmarks.navigator_results import records, wilson  # noqa: E402
+from benchmarks.navigator_results import _labelled_run, paired, records, wilson  # noqa: E402
 
 KINDS = ("success", "stop_never_near", "stop_after_near", "max_steps_never_near", "max_steps_after_near", "other")
 
@@ -37,8 +38,9 @@ def ending(rec: dict) -> str:
 
 def summary(recs: list[dict]) -> dict:
     n = len(recs)
-    kinds = collections.Counter(ending(r) for r in recs)
-    stops_far = [r for r in recs if ending(r).startswith("stop_")]
+    ends = [ending(r) for r in recs]
+    kinds = collections.Counter(ends)
+    stops_far = [r for r, e in zip(recs, ends) if e.startswith("stop_")]
     return {
         "episodes": n,
         "sr": kinds["success"] / n,
@@ -56,14 +58,6 @@ def _median(values: list[float]) -> float | None:
     return values[len(values) // 2] if values else None
 
 
-def paired(a: list[dict], b: list[dict]) -> dict:
-    sa = {r["episode_id"]: r["metrics"]["success"] > 0 for r in a}
-    sb = {r["episode_id"]: r["metrics"]["success"] > 0 for r in b}
-    both = sorted(set(sa) & set(sb))
-    return {"episodes": len(both), "only_this": sum(sa[i] and not sb[i] for i in both),
-            "only_that": sum(sb[i] and not sa[i] for i in both)}
-
-
 def markdown(runs: dict) -> str:
     head = "| run | episodes | SR [95% CI] | OS | " + " | ".join(KINDS[1:-1]) + " | STOP before moving | median distance of far STOPs (m) | steps |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
@@ -75,23 +69,20 @@ def markdown(runs: dict) -> str:
         cells += [str(s["stop_before_moving"]), "-" if d is None else f"{d:.1f}", f"{s['mean_steps']:.1f}"]
         if "paired" in s:
             p = s["paired"]
-            cells[0] += f" (paired: {p['only_this']} only this, {p['only_that']} only the reference, of {p['episodes']})"
+            cells[0] += f" (paired: {p['only_this']} only this, {p['only_other']} only the reference, of {p['episodes']}, p = {p['mcnemar_p']:.2g})"
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("runs", nargs="+", metavar="LABEL=RUN_DIR")
+    ap.add_argument("runs", nargs="+", type=_labelled_run, metavar="LABEL=RUN_DIR")
     ap.add_argument("--paired-with", help="the LABEL the others are compared with, episode by episode")
     ap.add_argument("--out", required=True, help="output prefix (PREFIX.json, PREFIX.md)")
     args = ap.parse_args(argv)
     loaded = {}
-    for item in args.runs:
-        label, sep, path = item.partition("=")
-        if not sep or not path:
-            ap.error(f"expected LABEL=RUN_DIR, got {item!r}")
-        recs = records(pathlib.Path(path), "s2")
+    for label, path in args.runs:
+        recs = records(path, "s2")
         if not recs:
             ap.error(f"no s2 episodes under {path}/s2; check the folder")
         loaded[label] = recs

@@ -76,7 +76,7 @@ def test_plain_answers_while_the_fast_path_builds_then_it_switches(backbone, tmp
     assert len(set(answers)) >= 3, f"degenerate answers: {set(answers)}"
     fast = engine.generator
     assert isinstance(fast, FastGenerator)
-    # one per history length 0..num_history, and (prefix reuse, the default) a look-down turn at the camera's size
+    # one per history length 0..num_history, and a look-down turn at the camera's size (known after the first step)
     assert fast.stats["warmup_calls"] == 4 + 1
     # Warm-up frames are forgotten: the first fast step encoded the episode's own frames.
     assert not any(isinstance(k, tuple) for k in fast._frames)
