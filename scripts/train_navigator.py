@@ -4,7 +4,9 @@ Stages (each may be run alone; paths under --work):
 
   houses   training houses (seeds 10000..) and the held-out houses (seeds 900000..), by episode_gen
   record   oracle episodes of the training houses in LeRobot layout, one process per shard
-           (internvla-s2-eval --policy oracle --record), stopped at --record-seconds
+           (internvla-s2-eval --policy oracle --record), stopped at --record-seconds; with --dagger-model,
+           --dagger-procs of the shards record DAgger episodes instead: that model drives (its engine in
+           process, no ROS) until it stops or runs long, then the oracle (--policy dagger, sim.takeover)
   init     the small Qwen3-VL: real vocabulary and chat template, random weights (train.small_model)
   train    internvla-s2-train on the recordings (with --frame-cache); steps sized from a 40-step probe of
            real training steps so the run fits --train-seconds (or --steps); --time-limit stops it earlier
@@ -65,14 +67,19 @@ def record(args) -> None:
     shards = [[ep for house in houses_in_order[rank :: args.procs] for ep in by_house[house]] for rank in range(args.procs)]
     procs = []
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    dagger_procs = args.dagger_procs if args.dagger_model else 0
     for rank, shard_episodes in enumerate(shards):
         shard_file = args.work / "shards" / f"rank_{rank}.json.gz"
         save_episodes(shard_file, shard_episodes)
         cmd = [sys.executable, "-c", "import sys; from internvla_s2_node.evaluation.cli import main; sys.exit(main(sys.argv[1:]))",
-               "--policy", "oracle", "--record", str(args.work / "data"), "--episodes", str(shard_file),
+               "--policy", "dagger" if rank < dagger_procs else "oracle", "--record", str(args.work / "data"),
+               "--episodes", str(shard_file),
                "--scenes-dir", str(args.work / "houses" / "scenes"), "--no-maps", "--quiet", "--no-record-depth",
                "--out", str(args.work / "record_eval" / f"rank_{rank}")]
-        if args.perturb:
+        if rank < dagger_procs:
+            cmd += ["--s2-mode", "engine", "--model", args.dagger_model, "--params-file", str(dagger_params(args)),
+                    "--dagger-budget", str(args.dagger_budget)]
+        elif args.perturb:
             cmd += ["--oracle-perturb", str(args.perturb)]
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=open(args.work / f"record_{rank}.log", "w")))
     start = shown = time.time()
@@ -88,8 +95,36 @@ def record(args) -> None:
         p.wait()
     elapsed = time.time() - start
     print(f"record: stopped after {elapsed:.0f}s, {recorded(args)} episodes ({recorded(args) / elapsed:.2f}/s)", flush=True)
+    if dagger_procs:
+        print(dagger_summary(args), flush=True)
     if not (args.work / "data").is_dir():
         raise SystemExit(f"record: nothing recorded; see {args.work}/record_0.log")
+
+
+def dagger_params(args) -> pathlib.Path:
+    """The navigator's s2_node parameters on the CPU: one process per shard, as the evaluation here runs it
+    (on a GPU machine ``device: auto`` would put every shard's engine on the GPU and compile it there)."""
+    import yaml
+
+    params = yaml.safe_load((REPO / "config" / "navigator_s2.yaml").read_text())
+    params["s2_node"]["ros__parameters"]["device"] = "cpu"
+    path = args.work / "dagger_s2.yaml"
+    path.write_text(yaml.safe_dump(params))
+    return path
+
+
+def dagger_summary(args) -> str:
+    """How the DAgger episodes handed over: at the learner's STOP or at its budget, and after how many of its steps."""
+    recs = [json.loads(line) for f in (args.work / "record_eval").glob("rank_*/dagger/*.jsonl") for line in f.read_text().splitlines()]
+    if not recs:
+        return ""
+    reasons = [r.get("takeover_reason") or "" for r in recs]
+    accepted = sum("accepted" in why for why in reasons)
+    stops = sum("STOP" in why for why in reasons) - accepted
+    steps = sorted(r.get("takeover_step") or 0 for r in recs)
+    return (f"dagger: {len(recs)} episodes, {accepted} ended at the learner's STOP near the goal, {stops} handed over at "
+            f"its STOP elsewhere, {len(recs) - stops - accepted} at its budget; "
+            f"learner steps median {steps[len(steps) // 2]}; {sum(bool(r.get('recording')) for r in recs)} recorded")
 
 
 def recorded(args) -> int:
@@ -233,6 +268,9 @@ def main(argv=None) -> int:
     p.add_argument("--record-first-seed", type=int, default=TRAIN_FIRST_SEED, help="record houses from this seed on")
     p.add_argument("--perturb", type=float, default=0.0,
                    help="record with the oracle's random detours (internvla-s2-eval --oracle-perturb): recovery data")
+    p.add_argument("--dagger-model", help="record DAgger episodes of this model (the shipped navigator: a DAgger round)")
+    p.add_argument("--dagger-procs", type=int, default=10, help="of --procs, the shards that record DAgger episodes")
+    p.add_argument("--dagger-budget", type=float, default=2.0, help="internvla-s2-eval --dagger-budget")
     p.add_argument("--record-houses", type=int, help="record this many houses (default: as many as --record-seconds allows)")
     p.add_argument("--init-from", help="start from this checkpoint instead of the random init (a second round)")
     p.add_argument("--sample-step", type=int, default=4)

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 
-DEFAULT_BASE = 81
-MAX_OFFSET = 20
+DEFAULT_BASE = 80
+MAX_OFFSET = 21
 MAX_DOMAIN_ID = 101
 
 OFFSETS = {
@@ -36,6 +36,7 @@ OFFSETS = {
     "ros_params_file": 18,
     "launch_pytest": 19,
     "launch_cli": 20,
+    "engine_policy": 21,
 }
 
 

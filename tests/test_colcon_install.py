@@ -73,7 +73,7 @@ def test_plain_install_finds_its_config_in_the_share_directory(install):
         proc = run_installed(install, "import internvla_s2_node as m; print(m.__file__)")
         assert proc.stdout.strip().startswith(str(install)), proc.stdout + proc.stderr
     # internvla-s2-eval's s2_node parameters (once site-packages/config/sim.yaml, which does not exist)
-    proc = run_installed(install, "from internvla_s2_node.evaluation.s2_session import sim_params_files; "
+    proc = run_installed(install, "from internvla_s2_node.ros.share import sim_params_files; "
                                   "print(sim_params_files(None)[0])")
     assert proc.returncode == 0, proc.stderr
     assert pathlib.Path(proc.stdout.strip()) == install / "share" / "internvla_s2" / "config" / "sim.yaml"

@@ -202,10 +202,13 @@ def test_samples_skip_answers_read_from_detour_steps():
     assert [s.frame for s in episode_samples(replace(ep, expert=expert), 0, opts)] == [0, 4, 12]
     expert = np.ones(len(actions), bool)
     expert[4] = False  # frame 4's first turn; frame 0 keeps its goal: the recorder ends a run where a detour starts
-    assert [s.frame for s in episode_samples(replace(ep, expert=expert), 0, opts)] == [0, 8, 12]
+    # frame 5, the first expert frame after the detour, teaches though it is off the sample_step grid
+    assert [s.frame for s in episode_samples(replace(ep, expert=expert), 0, opts)] == [0, 5, 8, 12]
     expert[:] = True
-    expert[10] = False  # read by no sample
-    assert [(s.frame, s.kind) for s in episode_samples(replace(ep, expert=expert), 0, opts)] == plain
+    expert[10] = False  # read by no grid sample; frame 11 after it teaches its turn
+    got = [(s.frame, s.kind, s.answers) for s in episode_samples(replace(ep, expert=expert), 0, opts)]
+    assert [g[:2] for g in got] == plain[:3] + [(11, SampleKind.TURNS), (12, SampleKind.STOP)]
+    assert got[3][2] == ("→STOP",)
 
 
 def test_near_goals_forward_frames_and_trailing_stop():

@@ -165,3 +165,13 @@ def project_pixel_goal(
     if not np.all(np.isfinite(p_odom)):
         return ProjectionResult(None, "projection is not finite")
     return ProjectionResult(Waypoint(p_odom, yaw, tuple(pixel), sample.depth))
+
+
+def waypoint_problem(position: np.ndarray, yaw: float, origin: np.ndarray, max_distance: float) -> str:
+    """Why a waypoint must not be driven to ('' if fine): not finite, or beyond ``max_distance`` (planar) of ``origin``."""
+    if not (np.all(np.isfinite(position)) and math.isfinite(yaw)):
+        return "waypoint is not finite"
+    dist = float(np.hypot(position[0] - origin[0], position[1] - origin[1]))
+    if dist > max_distance:
+        return f"waypoint is {dist:.2f} m away, more than max_waypoint_distance {max_distance:.2f} m"
+    return ""

@@ -6,6 +6,8 @@
     torchrun --nproc_per_node 8 -m internvla_s2_node.evaluation.cli ...    # one shard per GPU
     internvla-s2-eval merge --out runs/r2r --policy s2                       # summary of all shards
     internvla-s2-eval --s2-mode external --out runs/sim [--ros-args ...]    # S2 node started elsewhere
+    internvla-s2-eval --policy dagger --s2-mode engine --model M --record runs/dagger/data --out runs/dagger
+                                                   # S2 until it stops, then the oracle: training data (DAgger)
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import sys
 from ..cli.errors import ArgumentParser, CliError, UsageError, guarded, terminate_like_ctrl_c
 from ..sim.metrics import NE_DROPPED, SPL_ZEROED
 from . import provenance
+from ..sim.takeover import DEFAULT_BUDGET
 from .runner import BACKENDS, POLICIES, S2_MODES, EvalConfig, env_shard, evaluate, merge_results, plot_results
 
 PROG = "internvla-s2-eval"
@@ -80,13 +83,17 @@ def parse_args(argv=None, ros_args=()) -> argparse.Namespace:
                         "--s2-mode external $ROS_DOMAIN_ID as set, 0 when unset, as for the S2 node)")
     p.add_argument("--s2-timeout", type=_positive_float, default=120.0, help="seconds to wait for one S2 decision (default %(default)s)")
     p.add_argument("--s2-mode", choices=S2_MODES, default="inprocess",
-                   help="S2 node in this process, as a child process, or started elsewhere (default %(default)s)")
-    p.add_argument("--record", help="also write the oracle's episodes as LeRobot training data under this folder")
+                   help="S2 node in this process, as a child process, or started elsewhere; engine: S2's engine in this "
+                        "process without ROS (the same parameter files) (default %(default)s)")
+    p.add_argument("--record", help="also write the oracle's (or dagger's) episodes as LeRobot training data under this folder")
     p.add_argument("--no-record-depth", dest="record_depth", action="store_false",
                    help="record without the look-down depth images (internvla-s2-train reads RGB only; the RGB frames are the same)")
     p.add_argument("--oracle-perturb", type=float, default=0.0, metavar="P",
                    help="the oracle takes a random 1-3 step detour before a step with probability P, then recovers; "
                         "with --record, only its own steps teach (recovery data; default 0: no detours)")
+    p.add_argument("--dagger-budget", type=_positive_float, default=DEFAULT_BUDGET, metavar="X",
+                   help="--policy dagger: S2 drives until it says STOP or has taken X times the shortest path's forward "
+                        "steps, then the oracle drives to the goal; recorded, only the oracle's steps teach (default %(default)s)")
     p.add_argument("--upstream-loop", action="store_true",
                    help="reproduce upstream's evaluator loop: when the waypoint follower stops, count a step and "
                         "decide on the same frame again (README 'What the model sees and says')")
@@ -113,7 +120,7 @@ def config_from_args(args: argparse.Namespace, ros_args=()) -> EvalConfig:
         world_size=env_world if args.world_size is None else args.world_size, domain_id=args.domain_id,
         s2_timeout_s=args.s2_timeout, s2_mode=args.s2_mode, ros_args=tuple(ros_args), maps=not args.no_maps, seed=args.seed,
         width=width, height=height, progress=not args.quiet, record=args.record, record_depth=args.record_depth, upstream_loop=args.upstream_loop,
-        agent=args.agent, oracle_perturb=args.oracle_perturb,
+        agent=args.agent, oracle_perturb=args.oracle_perturb, dagger_budget=args.dagger_budget,
     )
 
 
@@ -155,7 +162,7 @@ def check_inputs(cfg: EvalConfig) -> None:
     """Everything the user named, checked before anything starts (UsageError, one line)."""
     if cfg.episodes and not pathlib.Path(cfg.episodes).expanduser().is_file():
         raise UsageError(f"--episodes {cfg.episodes}: no such file; pass a VLN-CE episode file (.json or .json.gz)")
-    if "s2" in cfg.policies and cfg.s2_mode != "external":
+    if {"s2", "dagger"} & set(cfg.policies) and cfg.s2_mode != "external":
         from ..core.backbone import CheckpointError
         from ..core.model_ref import check_model_ref
 
@@ -163,7 +170,9 @@ def check_inputs(cfg: EvalConfig) -> None:
             check_model_ref(cfg.model)
         except CheckpointError as exc:
             raise UsageError(f"--model {exc}") from exc
-        if cfg.params_file:
+        if cfg.s2_mode == "engine":
+            check_engine_params(cfg)
+        elif cfg.params_file:
             check_s2_params_file(cfg.params_file)
     for policy in cfg.policies:
         try:
@@ -191,6 +200,18 @@ def check_s2_params_file(path: str) -> None:
             problem = str(exc)
         if problem:
             raise UsageError(f"--params-file {path}: {problem}; fix it there (config/robot.yaml lists every parameter)")
+
+
+def check_engine_params(cfg: EvalConfig) -> None:
+    """--s2-mode engine (no ROS): the parameter files read as the engine reads them, and the engine's config valid."""
+    from .engine_policy import ParamsError, engine_config, node_parameters
+
+    try:
+        engine_config(node_parameters(cfg.params_file, cfg.model))
+    except ParamsError as exc:  # names its file
+        raise UsageError(f"{exc}; fix it there (config/robot.yaml lists every parameter)") from exc
+    except ValueError as exc:
+        raise UsageError(f"--params-file {cfg.params_file}: {exc}; fix it there (config/robot.yaml lists every parameter)") from exc
 
 
 def run_note(summaries: dict[str, dict]) -> str:

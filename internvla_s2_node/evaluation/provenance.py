@@ -46,11 +46,15 @@ def identity(cfg, policy: str) -> dict:
         ident["agent"] = cfg.agent
     if policy == "oracle" and cfg.oracle_perturb:  # likewise
         ident["oracle_perturb"] = cfg.oracle_perturb
-    if policy == "s2":
+    if policy == "dagger":
+        ident["dagger_budget"] = cfg.dagger_budget
+    if policy in ("s2", "dagger"):
+        if cfg.s2_mode == "engine":  # only then, so runs recorded before stay resumable
+            ident["s2_mode"] = "engine"
         if cfg.s2_mode == "external":
             ident["model"] = "external S2 node"
         else:
-            from .s2_session import sim_params_files
+            from ..ros.share import sim_params_files
 
             ident["model"] = cfg.model
             ident["model_config_sha256"] = model_config_sha256(cfg.model)

@@ -1,8 +1,10 @@
 """Evaluation runner: episodes of one shard x policies -> JSON lines, summaries, pictures.
 
 The S2 policy talks to the S2 node over ROS 2 (``evaluation.s2_session``, imported only when
-S2 is evaluated); the oracle and random reference policies run through the same episode loop
-without ROS.
+S2 is evaluated), or runs its engine in this process without ROS (``--s2-mode engine``,
+``evaluation.engine_policy``); the oracle and random reference policies run through the same
+episode loop without ROS. ``dagger`` is S2 until it stops or runs long, then the oracle
+(``sim.takeover``): recorded, it is training data from S2's own mistakes.
 """
 
 from __future__ import annotations
@@ -20,14 +22,16 @@ from ..sim.backend import AGENT_SETTINGS, DEFAULT_AGENT_SETTING, SimBackend, Sim
 from ..sim.episodes import Episode, load_episodes, shard
 from ..sim.loop import DEFAULT_MAX_STEPS, LoopConfig, run_episode
 from ..sim.policies import OraclePolicy, Policy, RandomPolicy
+from ..sim.takeover import DEFAULT_BUDGET, TakeoverPolicy
 from ..sim.results import ResultsWriter, merge
 from . import provenance
 
 log = logging.getLogger(__name__)
 
-POLICIES = ("s2", "oracle", "random")
+POLICIES = ("s2", "oracle", "random", "dagger")
+RECORDABLE = ("oracle", "dagger")
 BACKENDS = ("mujoco", "habitat")
-S2_MODES = ("inprocess", "process", "external")
+S2_MODES = ("inprocess", "process", "external", "engine")
 
 
 @dataclasses.dataclass
@@ -52,10 +56,11 @@ class EvalConfig:
     width: int = 640
     height: int = 480
     progress: bool = True
-    record: str | None = None  # write oracle episodes as LeRobot training data here
+    record: str | None = None  # write oracle (or dagger) episodes as LeRobot training data here
     record_depth: bool = True  # with them the look-down depth images (the trainer does not read them)
     oracle_perturb: float = 0.0  # the oracle's detour probability per step (sim.policies.OraclePolicy perturb)
     upstream_loop: bool = False  # sim.loop.LoopConfig.upstream_evaluator: count the follower-stop step, repeat the frame
+    dagger_budget: float = DEFAULT_BUDGET  # dagger: the learner's steps in shortest paths (sim.takeover)
     agent: str = DEFAULT_AGENT_SETTING  # sim.backend.AGENT_SETTINGS: "r2r" (1.5 m, r 0.1 m, camera 1.25 m) or "rxr"
 
     def __post_init__(self) -> None:
@@ -75,8 +80,11 @@ class EvalConfig:
             problems.append(f"need 0 <= rank < world_size, got rank {self.rank} of {self.world_size}")
         if self.s2_mode not in S2_MODES:
             problems.append(f"s2_mode must be one of {S2_MODES}, got {self.s2_mode!r}")
-        if self.record and "oracle" not in self.policies:
-            problems.append("--record writes oracle episodes: add --policy oracle")
+        recorded = [p for p in self.policies if p in RECORDABLE]
+        if self.record and len(recorded) != 1:
+            problems.append(f"--record writes the episodes of one of {list(RECORDABLE)}: give exactly one of them to --policy")
+        if not self.dagger_budget > 0:
+            problems.append(f"dagger_budget must be > 0, got {self.dagger_budget}")
         if not 0.0 <= self.oracle_perturb < 1.0:
             problems.append(f"oracle_perturb must be in [0, 1), got {self.oracle_perturb}")
         elif self.oracle_perturb and "oracle" not in self.policies:
@@ -125,8 +133,23 @@ def open_policy(name: str, cfg: EvalConfig) -> Iterator[Policy]:
         yield OraclePolicy(perturb=cfg.oracle_perturb, seed=cfg.seed)
     elif name == "random":
         yield RandomPolicy(seed=cfg.seed)
+    elif name == "dagger":
+        with open_s2(cfg) as s2:
+            yield TakeoverPolicy(s2, OraclePolicy(seed=cfg.seed), cfg.dagger_budget)
     else:
-        from .s2_session import s2_policy_session  # rclpy only when S2 is evaluated
+        with open_s2(cfg) as s2:
+            yield s2
+
+
+@contextlib.contextmanager
+def open_s2(cfg: EvalConfig) -> Iterator[Policy]:
+    if cfg.s2_mode == "engine":
+        from .engine_policy import s2_engine_session  # no ROS
+
+        with s2_engine_session(cfg) as policy:
+            yield policy
+    else:
+        from .s2_session import s2_policy_session  # rclpy only when S2 is evaluated over ROS
 
         with s2_policy_session(cfg) as policy:
             yield policy
@@ -158,13 +181,15 @@ def _run_one(cfg: EvalConfig, name: str, episode: Episode, backend: SimBackend, 
         record["s2_latency_s"] = [round(x, 5) for x in latencies]
     if hasattr(policy, "episode_frames_lost"):
         record["s2_frames_lost"] = policy.episode_frames_lost  # frames the S2 node never received
-    if cfg.record and name == "oracle":
+    if isinstance(policy, TakeoverPolicy):
+        record["takeover_step"], record["takeover_reason"] = policy.takeover_step, policy.takeover_reason
+    if cfg.record and name in RECORDABLE:
         from ..sim.recorder import NotRecordable, record_episode
 
         try:
             record["recording"] = str(record_episode(backend, episode, result, cfg.record, _episode_index(episode),
                                                           depth=cfg.record_depth,
-                                                          expert=getattr(policy, "expert", None) if cfg.oracle_perturb else None))
+                                                          expert=_expert(cfg, name, policy)))
         except NotRecordable as exc:  # e.g. an episode that ran out of steps: its result is still kept
             log.warning("episode %s not recorded: %s", episode.episode_id, exc)
             record["recording"] = None
@@ -179,6 +204,11 @@ def _run_one(cfg: EvalConfig, name: str, episode: Episode, backend: SimBackend, 
         plot_episode(png, result, backend.navigation_grid(), episode, title=f"{name} {episode_title(result, episode)}")
         record["map"] = str(png)
     return record
+
+
+def _expert(cfg: EvalConfig, name: str, policy: Policy) -> list[bool] | None:
+    """Which recorded steps teach: all of a plain oracle's (None), the oracle's own ones otherwise."""
+    return policy.expert if name == "dagger" or cfg.oracle_perturb else None
 
 
 def _episode_index(episode: Episode) -> int:

@@ -20,16 +20,14 @@ from rclpy.signals import SignalHandlerOptions
 from ..core.actions import Action
 from ..core.types import Decision
 from ..ros.executor import spinning
-from ..ros.share import config_file
+from ..ros.share import sim_params_files
 from ..ros.sim_bridge import SimBridge
 from ..sim.backend import Observation, SimConfig
 from ..sim.loop import PolicyFailure
 from ..sim.policies import Policy
 
-SIM_PARAMS = "sim.yaml"
 DEFAULT_DOMAIN_ID = 42
 STARTUP_TIMEOUT_S = 600.0  # loading a large checkpoint can take minutes
-LEVEL_TOLERANCE_DEG = 1e-6
 
 
 class S2RosPolicy(Policy):
@@ -70,7 +68,7 @@ class S2RosPolicy(Policy):
 
     def observe(self, obs: Observation, action: Action) -> None:
         """Loop observer: every level-camera frame goes to the node's history."""
-        if abs(obs.camera_pitch_deg) <= LEVEL_TOLERANCE_DEG and obs.rgb is not None:
+        if obs.level and obs.rgb is not None:
             self._publish(obs)
 
     def _publish(self, obs: Observation) -> int:
@@ -99,11 +97,6 @@ class S2RosPolicy(Policy):
 
 
 # -------------------------------------------------------------------- sessions
-def sim_params_files(extra: str | None) -> list[str]:
-    files = [str(config_file(SIM_PARAMS))]  # share/internvla_s2/config when installed (colcon, ROS)
-    return files + [extra] if extra else files
-
-
 def ros_arguments(cfg) -> list[str]:
     args = ["--ros-args"]
     for f in sim_params_files(cfg.params_file):

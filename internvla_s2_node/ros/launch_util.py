@@ -7,7 +7,6 @@ from typing import Any
 
 import yaml
 
-from .params import flatten
 
 TRUE_STRINGS = ("true", "1", "yes", "on")
 
@@ -22,6 +21,18 @@ def dds_env(profile: str, share_dir: str | pathlib.Path) -> dict[str, str]:
         return {}
     path = pathlib.Path(profile)
     return {"FASTDDS_DEFAULT_PROFILES_FILE": str(path if path.is_absolute() else pathlib.Path(share_dir) / path)}
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Dotted names of a nested parameter tree (``camera_extrinsic: {z: 1.25}`` -> ``camera_extrinsic.z``)."""
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, name + "."))
+        else:
+            out[name] = v
+    return out
 
 
 def _key_matches(key: str, node_name: str, namespace: str) -> bool:

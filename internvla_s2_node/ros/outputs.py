@@ -20,7 +20,7 @@ from PIL import ImageDraw
 from std_msgs.msg import Header, String, UInt8MultiArray
 
 from ..core.actions import Action
-from ..core.geometry import yaw_to_quaternion
+from ..core.geometry import waypoint_problem, yaw_to_quaternion
 from ..core.types import Decision, DecisionKind
 
 
@@ -67,16 +67,6 @@ def pixel_in_camera(pixel, decision: Decision, model_size: tuple[int, int], came
     if decision.looked_down or model_size == camera_size:
         return float(pixel[0]), float(pixel[1])
     return pixel[0] * camera_size[0] / model_size[0], pixel[1] * camera_size[1] / model_size[1]
-
-
-def waypoint_problem(position: np.ndarray, yaw: float, origin: np.ndarray, max_distance: float) -> str:
-    """Why a waypoint must not be published ('' if fine)."""
-    if not (np.all(np.isfinite(position)) and math.isfinite(yaw)):
-        return "waypoint is not finite"
-    dist = float(np.hypot(position[0] - origin[0], position[1] - origin[1]))
-    if dist > max_distance:
-        return f"waypoint is {dist:.2f} m away, more than max_waypoint_distance {max_distance:.2f} m"
-    return ""
 
 
 def waypoint_msg(position, yaw: float, hdr: Header) -> PoseStamped:

@@ -23,6 +23,7 @@ from typing import Any, Iterable
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
+from .launch_util import flatten  # noqa: F401  (params.flatten: the inverse of to_yaml_dict)
 from ..core.config import (
     ATTN_IMPLEMENTATIONS,
     CONJUNCTION_MODES,
@@ -284,16 +285,4 @@ def to_yaml_dict(specs: Iterable[Spec]) -> dict[str, Any]:
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = s.default
-    return out
-
-
-def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Inverse of :func:`to_yaml_dict`."""
-    out: dict[str, Any] = {}
-    for k, v in tree.items():
-        name = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(flatten(v, name + "."))
-        else:
-            out[name] = v
     return out

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pathlib
 
 PACKAGE = "internvla_s2"
+SIM_PARAMS = "sim.yaml"  # the s2_node parameters of a simulated evaluation (config/)
 
 
 class DataNotFound(FileNotFoundError):
@@ -43,3 +44,9 @@ def config_file(name: str) -> pathlib.Path:
     if not path.is_file():
         raise DataNotFound(f"{path} does not exist: the {PACKAGE} install is incomplete (rebuild the workspace)")
     return path
+
+
+def sim_params_files(extra: str | None) -> list[str]:
+    """The s2_node parameter files of a simulated evaluation, in the order they apply: sim.yaml, then ``extra``."""
+    files = [str(config_file(SIM_PARAMS))]  # share/internvla_s2/config when installed (colcon, ROS)
+    return files + [extra] if extra else files

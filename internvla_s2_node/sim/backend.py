@@ -39,6 +39,7 @@ DEFAULT_AGENT_RADIUS_M = R2R_AGENT_RADIUS_M
 SUCCESS_DISTANCE_M = 3.0  # VLN-CE success / oracle-success threshold
 FOLLOWER_GOAL_RADIUS_M = 0.25  # upstream ShortestPathFollower(sim, 0.25, False)
 STEP_PERIOD_S = 0.2  # simulated seconds per action; only used for observation stamps
+LEVEL_TOLERANCE_DEG = 1e-6  # a camera pitch this close to 0 is level
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,6 +144,11 @@ class Observation:
     step: int
     stamp: float
     collided: bool = False
+
+    @property
+    def level(self) -> bool:
+        """Taken at the level camera: a frame of the episode history (a look-down frame is not)."""
+        return abs(self.camera_pitch_deg) <= LEVEL_TOLERANCE_DEG
 
     @property
     def t_world_optical(self) -> np.ndarray:

@@ -12,7 +12,9 @@ Every ``sample_step`` frames ``t`` of an episode (the last frame only teaches ST
 In a recording with injected perturbations (``Episode.expert``), a frame teaches only when every
 action its answer is read from was the expert's: the moves up to its pixel goal (the recorder ends a
 forward run where a detour starts, ``train.goals``), or its turns and the action that ended them.
-Frames after a detour still teach (the way back), with the detour in their history.
+Frames after a detour still teach (the way back), with the detour in their history; the first
+expert frame after one always does, on or off the ``sample_step`` grid: it is the state the
+detour (or, in a DAgger recording, the learner's mistake, ``sim.takeover``) led to.
 
 Plus a ``STOP`` sample at the last frame, repeated ``stop_repeat`` times (``pixel_goal_repeat`` and
 ``turn_repeat`` repeat the other kinds: levers on the mix, not upstream's). The prompt text comes
@@ -112,11 +114,20 @@ def _expert_labels(episode: Episode, t: int, span: int) -> bool:
     return episode.expert is None or bool(episode.expert[t : t + span].all())
 
 
+def recovery_frames(episode: Episode) -> list[int]:
+    """The frames (not the last) whose action is the expert's after one that was not."""
+    if episode.expert is None:
+        return []
+    expert = [bool(e) for e in episode.expert]
+    return [t for t in range(1, episode.length - 1) if expert[t] and not expert[t - 1]]
+
+
 def episode_samples(episode: Episode, episode_id: int, opts: SampleOptions) -> list[SampleSpec]:
     length = episode.length
     out: list[SampleSpec] = []
+    frames = sorted(set(range(0, length - 1, opts.sample_step)) | set(recovery_frames(episode)))
     for instruction in episode.instructions:
-        for t in range(0, length - 1, opts.sample_step):
+        for t in frames:
             answer = frame_sample(episode, t, opts)
             if answer is not None:
                 out.extend([SampleSpec(episode_id, instruction, t, answer[0], answer[1])] * opts.repeat(answer[0]))
