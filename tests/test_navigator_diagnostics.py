@@ -58,3 +58,18 @@ def test_stop_probe_lowers_only_the_stop_logit_of_the_loaded_model(monkeypatch):
     assert torch.allclose(diff[:, stop], torch.full((3,), -2.5))
     diff[:, stop] = 0
     assert torch.count_nonzero(diff) == 0
+
+
+def test_instruction_swap_keeps_paths_and_gives_each_episode_another_instruction_of_its_house():
+    from benchmarks.navigator_instruction_swap import swap_within_house
+    from internvla_s2_node.sim.episodes import load_episodes
+    from internvla_s2_node.sim.mujoco_backend import ASSETS_DIR
+
+    episodes = load_episodes(ASSETS_DIR / "episodes" / "mujoco_val_unseen.json.gz")
+    swapped = swap_within_house(episodes)
+    assert [e.episode_id for e in swapped] == [e.episode_id for e in episodes]
+    for a, b in zip(episodes, swapped):
+        assert b.instruction != a.instruction and b.scene_id == a.scene_id
+        assert (b.start_position == a.start_position).all() and (b.goal_world == a.goal_world).all()
+    by_scene = lambda eps: sorted((e.scene_id, e.instruction) for e in eps)  # noqa: E731
+    assert by_scene(swapped) == by_scene(episodes)  # each instruction used once, within its house

@@ -93,7 +93,8 @@ def parse_args(argv=None, ros_args=()) -> argparse.Namespace:
                         "with --record, only its own steps teach (recovery data; default 0: no detours)")
     p.add_argument("--dagger-budget", type=_positive_float, default=DEFAULT_BUDGET, metavar="X",
                    help="--policy dagger: S2 drives until it says STOP or has taken X times the shortest path's forward "
-                        "steps, then the oracle drives to the goal; recorded, only the oracle's steps teach (default %(default)s)")
+                        "steps, then the oracle drives to the goal (a STOP within 3 m of the goal ends the episode); "
+                        "recorded, only the oracle's steps and an accepted STOP teach (default %(default)s)")
     p.add_argument("--upstream-loop", action="store_true",
                    help="reproduce upstream's evaluator loop: when the waypoint follower stops, count a step and "
                         "decide on the same frame again (README 'What the model sees and says')")
