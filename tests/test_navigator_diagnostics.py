@@ -73,3 +73,20 @@ def test_instruction_swap_keeps_paths_and_gives_each_episode_another_instruction
         assert (b.start_position == a.start_position).all() and (b.goal_world == a.goal_world).all()
     by_scene = lambda eps: sorted((e.scene_id, e.instruction) for e in eps)  # noqa: E731
     assert by_scene(swapped) == by_scene(episodes)  # each instruction used once, within its house
+
+
+def test_instruction_swap_score_counts_ends_near_the_given_instructions_goal(tmp_path):
+    """A run that ends every episode at its donor's goal scores all of them near the given instruction's goal."""
+    from benchmarks.navigator_instruction_swap import donors, score
+    from internvla_s2_node.sim.episodes import load_episodes
+    from internvla_s2_node.sim.mujoco_backend import ASSETS_DIR
+
+    episodes = load_episodes(ASSETS_DIR / "episodes" / "mujoco_val_unseen.json.gz")[:12]
+    for name, target in (("swap", donors(episodes)), ("own", episodes)):
+        (tmp_path / name / "s2").mkdir(parents=True)
+        lines = [json.dumps({"episode_id": e.episode_id, "trajectory": [list(t.goal_world)]}) for e, t in zip(episodes, target)]
+        (tmp_path / name / "s2" / "episodes.rank0.jsonl").write_text("\n".join(lines) + "\n")
+    got = score(episodes, str(tmp_path / "swap"), str(tmp_path / "own"))
+    assert got["episodes"] == 12 and got["ended_near_given_instructions_goal"] == 12
+    assert got["ended_near_own_goal"] == got["goals_within_3m_of_each_other"] < 12
+    assert got["baseline_ended_near_own_goal"] == 12
