@@ -12,6 +12,8 @@ Stages (each may be run alone; paths under --work):
            real training steps so the run fits --train-seconds (or --steps); --time-limit stops it earlier
            and --resume continues the same schedule (one warm-up and cosine over several processes)
   export   the trained checkpoint in bfloat16 safetensors (the package ships it in assets/navigator)
+  evaluate --eval-model on the held-out split, --procs shards of internvla-s2-eval --s2-mode engine (no ROS:
+           the GPU machine's CPU cores); the shipped numbers come from the node over ROS (train_navigator.sh)
 
 Seeds: houses as above, episodes seeded by their house, model init seed 0, training seed 42.
 """
@@ -125,6 +127,25 @@ def dagger_summary(args) -> str:
     return (f"dagger: {len(recs)} episodes, {accepted} ended at the learner's STOP near the goal, {stops} handed over at "
             f"its STOP elsewhere, {len(recs) - stops - accepted} at its budget; "
             f"learner steps median {steps[len(steps) // 2]}; {sum(bool(r.get('recording')) for r in recs)} recorded")
+
+
+def evaluate(args) -> None:
+    """The held-out split with --eval-model, one engine-mode process per shard, merged into WORK/eval/NAME."""
+    out = args.work / "eval" / args.eval_name
+    cli = [sys.executable, "-m", "internvla_s2_node.evaluation.cli"]
+    common = ["--policy", "s2", "--s2-mode", "engine", "--model", args.eval_model, "--params-file", str(dagger_params(args)),
+              "--episodes", str(ASSETS / "episodes" / f"{VAL_SPLIT}.json.gz"), "--out", str(out), "--no-maps", "--quiet"]
+    if args.eval_limit:
+        common += ["--limit", str(args.eval_limit)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    procs = [subprocess.Popen(cli + common + ["--rank", str(r), "--world-size", str(args.procs)], env=env, stdout=subprocess.DEVNULL,
+                              stderr=open(out.parent / f"{args.eval_name}_{r}.log", "w")) for r in range(args.procs)]
+    failed = [r for r, proc in enumerate(procs) if proc.wait() != 0]
+    if failed:
+        raise SystemExit(f"evaluate: shards {failed} failed; see {out.parent}/{args.eval_name}_<rank>.log")
+    run(cli + ["merge", "--out", str(out), "--policy", "s2"], stdout=subprocess.DEVNULL)
+    print((out / "summary.md").read_text(), flush=True)
 
 
 def recorded(args) -> int:
@@ -252,7 +273,7 @@ def train(args) -> None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("stages", nargs="+", choices=("houses", "record", "init", "train", "export"))
+    p.add_argument("stages", nargs="+", choices=("houses", "record", "init", "train", "export", "evaluate"))
     p.add_argument("--work", type=pathlib.Path, default=pathlib.Path("runs/navigator"))
     p.add_argument("--houses", type=int, default=500)
     p.add_argument("--episodes-per-house", type=int, default=8)
@@ -285,6 +306,9 @@ def main(argv=None) -> int:
     p.add_argument("--export-from", help="export this checkpoint folder (default: run/, or its newest checkpoint-N)")
     p.add_argument("--checkpoints", type=int, default=1, help="keep this many checkpoints, evenly spaced (for a held-out SR curve)")
     p.add_argument("--export-dir", default="internvla_s2_node/assets/navigator")
+    p.add_argument("--eval-model", default="internvla_s2_node/assets/navigator", help="evaluate: this checkpoint")
+    p.add_argument("--eval-name", default="navigator", help="evaluate: results in WORK/eval/NAME")
+    p.add_argument("--eval-limit", type=int, help="evaluate: only the first N held-out episodes (a smoke run)")
     p.add_argument("--shard-mb", type=int, default=100)
     args = p.parse_args(argv)
     args.work.mkdir(parents=True, exist_ok=True)

@@ -58,3 +58,16 @@ def test_a_checkpoint_from_before_rounds_counts_as_round_one(tmp_path, navigator
     log, rounds = navigator.training_rounds(_run(tmp_path, "run", old, 1e-4, 10))
     assert [(r["round"], r["global_step"]) for r in log] == [(1, 10), (1, 20), (2, 30)]
     assert [r["round"] for r in rounds] == [1, 2] and rounds[0]["steps"] == 20
+
+
+def test_evaluate_stage_runs_the_held_out_split_in_shards_without_ros(tmp_path):
+    """``evaluate``: --procs engine-mode shards of the held-out split, merged; the navigator's params on the CPU."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(SCRIPT), "evaluate", "--work", str(tmp_path), "--procs", "2", "--eval-limit", "2",
+                          "--eval-name", "smoke"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    summary = json.loads((tmp_path / "eval" / "smoke" / "summary.json").read_text())
+    assert summary["s2"]["episodes"] == 2 and summary["s2"]["run"]["identity"]["s2_mode"] == "engine"
+    assert "device: cpu" in (tmp_path / "dagger_s2.yaml").read_text()

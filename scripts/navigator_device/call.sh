@@ -8,7 +8,8 @@
 #   TOTAL_S (size the schedule for this many training seconds, of which this call trains TRAIN_S; the next call, with
 #   RESUME=1 and within 30 s, goes on with it), STEPS (the schedule's steps, no probe: run 4's probes measured 148.5 and
 #   167.9 samples/s where the runs trained at about 250), STOP_REPEAT (2), PGR (pixel-goal repeat, 2), TURN_REPEAT (1), CUDA_TESTS=1 (the fast path's CUDA tests, on the GPU
-#   while the CPUs record; cuda_tests.log)
+#   while the CPUs record; cuda_tests.log), EVAL_AFTER=1 (then the held-out split with the exported model, and
+#   EVAL_BASELINE (a model) beside it, PROCS shards of internvla-s2-eval --s2-mode engine; eval.tgz; about 60-80 s each)
 # LOCAL=1 skips the device's GL and package setup (a CPU smoke run: LOCAL=1 REC_S=20 TRAIN_S=5 BATCH=4 OUT=/tmp/o).
 # At most 8 files come back: call.log, logs.txt, (DIAG=1) train_step.md and the model parts (its folder holds
 # train_log.jsonl and data_report.json). EPOCHS (6) caps the steps at that many passes over the samples.
@@ -61,4 +62,12 @@ python3 scripts/train_navigator.py train "${TRAIN[@]}" --train-seconds "${TOTAL_
 el "trained: $(grep -E 'training rate|^train:' "$LOG" | tr '\n' ' ')"
 python3 scripts/train_navigator.py export --work "$W" --export-dir "$W/export" >> "$LOG" 2>&1
 tar -C "$W/export" -cf - . | split -b 15m - "$OUT/model.tar.part-"
+if [ -n "${EVAL_AFTER:-}" ]; then  # the exported model (and EVAL_BASELINE, a model) on the held-out split, no ROS
+    for m in "$W/export=trained" ${EVAL_BASELINE:+"$EVAL_BASELINE=baseline"}; do
+        python3 scripts/train_navigator.py evaluate --work "$W" --procs "${PROCS:-16}" --eval-model "${m%=*}" \
+            --eval-name "${m##*=}" ${EVAL_LIMIT:+--eval-limit "$EVAL_LIMIT"} >> "$LOG" 2>&1
+        el "held-out, ${m##*=}: $(grep '^| s2' "$W/eval/${m##*=}/summary.md")"
+    done
+    tar -C "$W" -czf "$OUT/eval.tgz" eval
+fi
 el "done"
