@@ -90,3 +90,29 @@ def test_instruction_swap_score_counts_ends_near_the_given_instructions_goal(tmp
     assert got["episodes"] == 12 and got["ended_near_given_instructions_goal"] == 12
     assert got["ended_near_own_goal"] == got["goals_within_3m_of_each_other"] < 12
     assert got["baseline_ended_near_own_goal"] == 12
+
+
+def test_stop_curve_auc_and_bins():
+    from benchmarks.navigator_stop_curve import auc, summarize
+
+    assert auc([0.9, 0.8], [0.1, 0.2, 0.3]) == 1.0 and auc([0.1], [0.9]) == 0.0 and auc([0.5], [0.5]) == 0.5
+    assert auc([], [0.1]) is None
+    points = [{"distance_m": d, "p_stop": p, "stop_top": p > 0.5, "last": last}
+              for d, p, last in ((0.4, 0.9, True), (1.5, 0.2, False), (4.0, 0.1, False), (7.0, 0.6, False))]
+    s = summarize(points)
+    assert [r["frames"] for r in s["bins"]] == [1, 1, 0, 1, 1]
+    assert s["bins"][4]["stop_top_share"] == 1.0 and s["auc_within_3m_vs_beyond"] == 0.75
+    assert s["auc_last_frame_vs_beyond_3m"] == 1.0
+
+
+def test_stop_curve_scores_the_oracles_path_with_the_real_model(tmp_path):
+    """One held-out episode: its STOP frame is scored, every frame's P(STOP) is a probability."""
+    from benchmarks import navigator_stop_curve as curve
+
+    out = tmp_path / "curve"
+    assert curve.main(["--model", str(MODEL), "--params-file", str(REPO / "config" / "navigator_s2.yaml"), "--limit", "1",
+                       "--every", "8", "--out", str(out)]) == 0
+    data = json.loads(out.with_suffix(".json").read_text())
+    assert data["episodes"] == 1 and data["points"][-1]["last"] and sum(p["last"] for p in data["points"]) == 1
+    assert all(0.0 <= p["p_stop"] <= 1.0 for p in data["points"])
+    assert data["points"][-1]["distance_m"] < 1.0  # the oracle stops within its 0.5 m radius (geodesic on the grid)
