@@ -13,7 +13,7 @@ from rcl_interfaces.msg import ParameterType  # noqa: E402
 
 from internvla_s2_node.core.config import EngineConfig  # noqa: E402
 from internvla_s2_node.ros import params  # noqa: E402
-from internvla_s2_node.ros.launch_util import node_parameters  # noqa: E402
+from internvla_s2_node.ros.launch_util import flatten, node_parameters  # noqa: E402
 
 CONFIG = pathlib.Path(__file__).resolve().parents[1] / "config"
 
@@ -25,7 +25,7 @@ def robot_yaml() -> dict:
 @pytest.mark.parametrize("node_name", sorted(params.NODE_NAMES))
 def test_every_declared_default_is_in_robot_yaml_with_the_same_value(node_name):
     specs = params.NODE_NAMES[node_name]
-    in_yaml = params.flatten(robot_yaml()[node_name]["ros__parameters"])
+    in_yaml = flatten(robot_yaml()[node_name]["ros__parameters"])
     declared = {s.name: s.default for s in specs}
     assert sorted(in_yaml) == sorted(declared), "robot.yaml and the declarations list different parameters"
     for name, default in declared.items():

@@ -21,8 +21,8 @@ import sys
 
 from ..cli.errors import ArgumentParser, CliError, UsageError, guarded, terminate_like_ctrl_c
 from ..sim.metrics import NE_DROPPED, SPL_ZEROED
-from . import provenance
 from ..sim.takeover import DEFAULT_BUDGET
+from . import provenance
 from .runner import BACKENDS, POLICIES, S2_MODES, EvalConfig, env_shard, evaluate, merge_results, plot_results
 
 PROG = "internvla-s2-eval"

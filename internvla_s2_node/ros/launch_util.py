@@ -7,7 +7,6 @@ from typing import Any
 
 import yaml
 
-
 TRUE_STRINGS = ("true", "1", "yes", "on")
 
 
@@ -24,7 +23,8 @@ def dds_env(profile: str, share_dir: str | pathlib.Path) -> dict[str, str]:
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """Dotted names of a nested parameter tree (``camera_extrinsic: {z: 1.25}`` -> ``camera_extrinsic.z``)."""
+    """Dotted names of a nested parameter tree (``camera_extrinsic: {z: 1.25}`` -> ``camera_extrinsic.z``);
+    the inverse of ``params.to_yaml_dict``."""
     out: dict[str, Any] = {}
     for k, v in tree.items():
         name = f"{prefix}{k}"

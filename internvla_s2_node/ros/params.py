@@ -23,7 +23,6 @@ from typing import Any, Iterable
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
 
-from .launch_util import flatten  # noqa: F401  (params.flatten: the inverse of to_yaml_dict)
 from ..core.config import (
     ATTN_IMPLEMENTATIONS,
     CONJUNCTION_MODES,
