@@ -31,6 +31,7 @@ from internvla_s2_node.core.backbone import load_backbone  # noqa: E402
 from internvla_s2_node.core.history import history_indices  # noqa: E402
 from internvla_s2_node.core.images import resize_rgb  # noqa: E402
 from internvla_s2_node.core.engine import S2Engine  # noqa: E402
+from internvla_s2_node.core.generation import model_inputs  # noqa: E402
 from internvla_s2_node.evaluation.engine_policy import S2EnginePolicy, engine_config, node_parameters  # noqa: E402
 from internvla_s2_node.sim.backend import SUCCESS_DISTANCE_M, SimConfig  # noqa: E402
 from internvla_s2_node.sim.episodes import load_episodes  # noqa: E402
@@ -45,12 +46,7 @@ VAL = ASSETS_DIR / "episodes" / "mujoco_val_unseen.json.gz"
 @torch.inference_mode()
 def p_stop(backbone, messages, images, stop_id: int) -> tuple[float, bool]:
     """P(first answer token = STOP) and whether it is the most likely token."""
-    processor = backbone.processor
-    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-    inputs = processor(text=[text], images=list(images), return_tensors="pt").to(backbone.device)
-    if "pixel_values" in inputs:
-        inputs["pixel_values"] = inputs["pixel_values"].to(backbone.dtype)
-    logits = backbone.model(**inputs).logits[0, -1].float()
+    logits = backbone.model(**model_inputs(backbone, messages, images)).logits[0, -1].float()
     return float(torch.softmax(logits, -1)[stop_id]), int(logits.argmax()) == stop_id
 
 

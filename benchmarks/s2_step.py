@@ -44,7 +44,7 @@ from timing import pct, time_calls  # noqa: E402  (benchmarks/, the script's fol
 from internvla_s2_node.core import prompt
 from internvla_s2_node.core.backbone import BackboneKind, LoadedBackbone
 from internvla_s2_node.core.fast_generation import FastGenerator
-from internvla_s2_node.core.generation import Generated
+from internvla_s2_node.core.generation import Generated, model_inputs
 from internvla_s2_node.core.history import history_indices
 
 # Published Qwen3-VL-{2B,8B}-Instruct config values (config.json of the released checkpoints).
@@ -219,10 +219,7 @@ class PlainTimed:
 
         processor, model = self.backbone.processor, self.backbone.model
         t0 = time.perf_counter()
-        text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        inputs = processor(text=[text], images=list(images), return_tensors="pt").to(self.backbone.device)
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.backbone.dtype)
+        inputs = model_inputs(self.backbone, messages, images)
         t1 = time.perf_counter()
         out = model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False, use_cache=True, streamer=Stamp(),
                              output_scores=True, return_dict_in_generate=True)  # fmt: skip

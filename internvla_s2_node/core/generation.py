@@ -31,6 +31,16 @@ def message_images(messages: list[dict[str, Any]]) -> list[Any]:
     return [item["image"] for m in messages for item in m["content"] if item.get("type") == "image"]
 
 
+def model_inputs(backbone, messages: list[dict[str, Any]], images: Sequence[Any]):
+    """The processor's tensors for ``messages`` with the generation prompt, on the backbone's device and dtype."""
+    processor = backbone.processor
+    text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    inputs = processor(text=[text], images=list(images), return_tensors="pt").to(backbone.device)
+    if "pixel_values" in inputs:
+        inputs["pixel_values"] = inputs["pixel_values"].to(backbone.dtype)
+    return inputs
+
+
 class PlainGenerator:
     """Processor plus ``model.generate`` on all images every call (upstream's way; the reference)."""
 
@@ -47,10 +57,7 @@ class PlainGenerator:
     def generate(self, messages, images, keys) -> Generated:
         processor, model = self.backbone.processor, self.backbone.model
         t0 = time.perf_counter()
-        text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        inputs = processor(text=[text], images=list(images), return_tensors="pt").to(self.backbone.device)
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.backbone.dtype)
+        inputs = model_inputs(self.backbone, messages, images)
         t1 = time.perf_counter()
         out = model.generate(**inputs, max_new_tokens=self.max_new_tokens, do_sample=False, use_cache=True)
         t2 = time.perf_counter()
