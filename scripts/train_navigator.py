@@ -80,7 +80,7 @@ def record(args) -> None:
                "--out", str(args.work / "record_eval" / f"rank_{rank}")]
         if rank < dagger_procs:
             cmd += ["--s2-mode", "engine", "--model", args.dagger_model, "--params-file", str(dagger_params(args)),
-                    "--dagger-budget", str(args.dagger_budget)]
+                    "--dagger-budget", str(args.dagger_budget), "--dagger-stop-within", str(args.dagger_stop_within)]
         elif args.perturb:
             cmd += ["--oracle-perturb", str(args.perturb)]
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=open(args.work / f"record_{rank}.log", "w")))
@@ -122,10 +122,11 @@ def dagger_summary(args) -> str:
         return ""
     reasons = [r.get("takeover_reason") or "" for r in recs]
     accepted = sum("accepted" in why for why in reasons)
+    expert_stops = sum("the expert stops" in why for why in reasons)
     stops = sum("STOP" in why for why in reasons) - accepted
     steps = sorted(r.get("takeover_step") or 0 for r in recs)
-    return (f"dagger: {len(recs)} episodes, {accepted} ended at the learner's STOP near the goal, {stops} handed over at "
-            f"its STOP elsewhere, {len(recs) - stops - accepted} at its budget; "
+    return (f"dagger: {len(recs)} episodes, {accepted} ended at the learner's STOP near the goal, {expert_stops} at the "
+            f"expert's STOP near it, {stops} handed over at its STOP elsewhere, {len(recs) - stops - accepted - expert_stops} at its budget; "
             f"learner steps median {steps[len(steps) // 2]}; {sum(bool(r.get('recording')) for r in recs)} recorded")
 
 
@@ -292,6 +293,7 @@ def main(argv=None) -> int:
     p.add_argument("--dagger-model", help="record DAgger episodes of this model (the shipped navigator: a DAgger round)")
     p.add_argument("--dagger-procs", type=int, default=10, help="of --procs, the shards that record DAgger episodes")
     p.add_argument("--dagger-budget", type=float, default=2.0, help="internvla-s2-eval --dagger-budget")
+    p.add_argument("--dagger-stop-within", type=float, default=0.0, help="internvla-s2-eval --dagger-stop-within (m; 0: off)")
     p.add_argument("--record-houses", type=int, help="record this many houses (default: as many as --record-seconds allows)")
     p.add_argument("--init-from", help="start from this checkpoint instead of the random init (a second round)")
     p.add_argument("--sample-step", type=int, default=4)

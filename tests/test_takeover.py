@@ -78,3 +78,25 @@ def test_a_learners_stop_within_the_success_distance_is_accepted_and_taught(back
     assert r.metrics.success == 1.0 and len(_nav(r)) > 2 and "accepted" not in far.takeover_reason
     with pytest.raises(ValueError, match="accept_within"):
         TakeoverPolicy(ScriptedPolicy([]), accept_within=-1)
+
+
+def test_the_expert_stops_a_learner_that_passes_near_the_goal(backend, episodes):
+    """``stop_within``: at the first decision within that distance of the goal the episode ends on the expert's
+    STOP, though the learner would walk on; decisions farther away are the learner's."""
+    ep = episodes[0]
+    goal = backend.snap_to_navigable(ep.goal_world)
+    oracle_path = run_episode(backend, ep, OraclePolicy())
+    d_start = backend.geodesic_distance(oracle_path.trajectory[0], goal)
+    within = min(3.0, d_start - 0.5)  # reached on the oracle's way, not at its start
+    learner = TakeoverPolicy(OraclePolicy(), stop_within=within)  # the oracle as a learner never stops this early
+    r = run_episode(backend, ep, learner, observer=learner.observe)
+    nav = _nav(r)
+    assert "the expert stops" in learner.takeover_reason
+    assert nav[-1] == S and S not in nav[:-1] and learner.expert == [False] * (len(nav) - 1) + [True]
+    end = backend.geodesic_distance(r.trajectory[-1], goal)
+    assert end <= within and len(nav) < len(_nav(oracle_path))
+    off = TakeoverPolicy(OraclePolicy())  # off by default: the learner's own STOP, as before
+    r_off = run_episode(backend, ep, off, observer=off.observe)
+    assert _nav(r_off) == _nav(oracle_path) and "the expert stops" not in off.takeover_reason
+    with pytest.raises(ValueError, match="stop_within"):
+        TakeoverPolicy(ScriptedPolicy([]), stop_within=3.5)

@@ -95,6 +95,9 @@ def parse_args(argv=None, ros_args=()) -> argparse.Namespace:
                    help="--policy dagger: S2 drives until it says STOP or has taken X times the shortest path's forward "
                         "steps, then the oracle drives to the goal (a STOP within 3 m of the goal ends the episode); "
                         "recorded, only the oracle's steps and an accepted STOP teach (default %(default)s)")
+    p.add_argument("--dagger-stop-within", type=float, default=0.0, metavar="M",
+                   help="--policy dagger: at a decision S2 is asked for within M m (geodesic) of the goal, the expert "
+                        "says STOP and the episode ends (an expert scored by SR; sim.takeover). Default 0: off")
     p.add_argument("--upstream-loop", action="store_true",
                    help="reproduce upstream's evaluator loop: when the waypoint follower stops, count a step and "
                         "decide on the same frame again (README 'What the model sees and says')")
@@ -122,6 +125,7 @@ def config_from_args(args: argparse.Namespace, ros_args=()) -> EvalConfig:
         s2_timeout_s=args.s2_timeout, s2_mode=args.s2_mode, ros_args=tuple(ros_args), maps=not args.no_maps, seed=args.seed,
         width=width, height=height, progress=not args.quiet, record=args.record, record_depth=args.record_depth, upstream_loop=args.upstream_loop,
         agent=args.agent, oracle_perturb=args.oracle_perturb, dagger_budget=args.dagger_budget,
+        dagger_stop_within=args.dagger_stop_within,
     )
 
 

@@ -48,6 +48,8 @@ def identity(cfg, policy: str) -> dict:
         ident["oracle_perturb"] = cfg.oracle_perturb
     if policy == "dagger":
         ident["dagger_budget"] = cfg.dagger_budget
+        if cfg.dagger_stop_within:  # only when on, so runs recorded before stay resumable
+            ident["dagger_stop_within"] = cfg.dagger_stop_within
     if policy in ("s2", "dagger"):
         if cfg.s2_mode == "engine":  # only then, so runs recorded before stay resumable
             ident["s2_mode"] = "engine"

@@ -18,7 +18,7 @@ from typing import Iterator
 
 from tqdm import tqdm
 
-from ..sim.backend import AGENT_SETTINGS, DEFAULT_AGENT_SETTING, SimBackend, SimConfig
+from ..sim.backend import AGENT_SETTINGS, DEFAULT_AGENT_SETTING, SUCCESS_DISTANCE_M, SimBackend, SimConfig
 from ..sim.episodes import Episode, load_episodes, shard
 from ..sim.loop import DEFAULT_MAX_STEPS, LoopConfig, run_episode
 from ..sim.policies import OraclePolicy, Policy, RandomPolicy
@@ -61,6 +61,7 @@ class EvalConfig:
     oracle_perturb: float = 0.0  # the oracle's detour probability per step (sim.policies.OraclePolicy perturb)
     upstream_loop: bool = False  # sim.loop.LoopConfig.upstream_evaluator: count the follower-stop step, repeat the frame
     dagger_budget: float = DEFAULT_BUDGET  # dagger: the learner's steps in shortest paths (sim.takeover)
+    dagger_stop_within: float = 0.0  # dagger: the expert stops at a decision this close to the goal (m; 0: off)
     agent: str = DEFAULT_AGENT_SETTING  # sim.backend.AGENT_SETTINGS: "r2r" (1.5 m, r 0.1 m, camera 1.25 m) or "rxr"
 
     def __post_init__(self) -> None:
@@ -85,6 +86,8 @@ class EvalConfig:
             problems.append(f"--record writes the episodes of one of {list(RECORDABLE)}: give exactly one of them to --policy")
         if not self.dagger_budget > 0:
             problems.append(f"dagger_budget must be > 0, got {self.dagger_budget}")
+        if not 0.0 <= self.dagger_stop_within <= SUCCESS_DISTANCE_M:
+            problems.append(f"dagger_stop_within must be in [0, {SUCCESS_DISTANCE_M}] m, got {self.dagger_stop_within}")
         if not 0.0 <= self.oracle_perturb < 1.0:
             problems.append(f"oracle_perturb must be in [0, 1), got {self.oracle_perturb}")
         elif self.oracle_perturb and "oracle" not in self.policies:
@@ -135,7 +138,7 @@ def open_policy(name: str, cfg: EvalConfig) -> Iterator[Policy]:
         yield RandomPolicy(seed=cfg.seed)
     elif name == "dagger":
         with open_s2(cfg) as s2:
-            yield TakeoverPolicy(s2, OraclePolicy(seed=cfg.seed), cfg.dagger_budget)
+            yield TakeoverPolicy(s2, OraclePolicy(seed=cfg.seed), cfg.dagger_budget, stop_within=cfg.dagger_stop_within)
     else:
         with open_s2(cfg) as s2:
             yield s2

@@ -9,6 +9,14 @@ episode still ends with the oracle's STOP at the goal. A learner's STOP within `
 the goal (geodesic; VLN-CE's success distance by default) is a right answer: it ends the episode and
 teaches STOP there. Without it the oracle would walk on to its own stop radius, and every successful
 STOP of the learner would be taught as a mistake (the first DAgger round did that, and stopped less).
+
+``stop_within`` (off by default) makes the expert stop too: at a decision the learner is asked for
+within that geodesic distance of the goal, the episode ends with the expert's STOP, whatever the
+learner would say. The oracle walks on to its own stop radius (about 0.4 m), so on its paths every
+frame between that radius and VLN-CE's 3 m teaches "go on", though STOP there is a success. From the
+learner's own states the second DAgger round passed the goal and stopped elsewhere 21 times in 138
+held-out episodes (``benchmarks/results/navigator_dagger_not_shipped_2026-12-03.md``): those states
+are where an expert scored by SR says STOP.
 """
 
 from __future__ import annotations
@@ -28,12 +36,15 @@ class TakeoverPolicy(Policy):
     name = "dagger"
 
     def __init__(self, learner: Policy, oracle: OraclePolicy | None = None, budget: float = DEFAULT_BUDGET,
-                 accept_within: float = SUCCESS_DISTANCE_M) -> None:
+                 accept_within: float = SUCCESS_DISTANCE_M, stop_within: float = 0.0) -> None:
         if not budget > 0:
             raise ValueError(f"budget must be > 0, got {budget}")
         if not accept_within >= 0:
             raise ValueError(f"accept_within must be >= 0, got {accept_within}")
+        if not 0 <= stop_within <= accept_within:
+            raise ValueError(f"stop_within must be in [0, accept_within={accept_within}], got {stop_within}")
         self.accept_within = accept_within
+        self.stop_within = stop_within
         self._backend: SimBackend | None = None
         self._goal = None
         self.learner = learner
@@ -72,10 +83,13 @@ class TakeoverPolicy(Policy):
         if not self.taken_over and len(self.expert) >= self._max_learner_steps:
             self._take_over(f"the learner took {len(self.expert)} steps (budget {self._max_learner_steps})")
         if not self.taken_over:
+            to_goal = self._backend.geodesic_distance(self._backend.agent_position(), self._goal)
+            if to_goal <= self.stop_within:
+                self._take_over(f"the learner was {to_goal:.2f} m from the goal: the expert stops")
+                return [Action.STOP]
             output = self.learner.act(observation)
             if Action.STOP not in to_plan(output).actions:
                 return output
-            to_goal = self._backend.geodesic_distance(self._backend.agent_position(), self._goal)
             if to_goal <= self.accept_within:
                 self._take_over(f"the learner said STOP {to_goal:.2f} m from the goal: accepted")
                 return [Action.STOP]

@@ -4,7 +4,8 @@
 #   REC_S (300) recording seconds, TRAIN_S (150) training seconds, BATCH (64), LR (1.5e-3), PROCS (16), WORKERS (15),
 #   INIT (a checkpoint to continue from; default: seeded random weights), FIRST_SEED (record houses from this seed on),
 #   PERTURB (the oracle's detour probability per step while recording: recovery data; default none),
-#   DAGGER (a model: DAGGER_PROCS (10) of the PROCS shards record DAgger episodes of it, S2 until it stops, then the oracle),
+#   DAGGER (a model: DAGGER_PROCS (10) of the PROCS shards record DAgger episodes of it, S2 until it stops, then the oracle;
+#   DAGGER_STOP_WITHIN (m, 0: off): the expert says STOP at a decision that close to the goal),
 #   TOTAL_S (size the schedule for this many training seconds, of which this call trains TRAIN_S; the next call, with
 #   RESUME=1 and within 30 s, goes on with it), STEPS (the schedule's steps, no probe: run 4's probes measured 148.5 and
 #   167.9 samples/s where the runs trained at about 250), STOP_REPEAT (2), PGR (pixel-goal repeat, 2), TURN_REPEAT (1), CUDA_TESTS=1 (the fast path's CUDA tests, on the GPU
@@ -44,7 +45,7 @@ if [ -n "${CUDA_TESTS:-}" ]; then  # core.tiny's tokenizer from the navigator's 
 fi
 [ -d "$W/data" ] || python3 scripts/train_navigator.py record --work "$W" --procs "${PROCS:-16}" --record-seconds "${REC_S:-300}" \
     ${FIRST_SEED:+--record-first-seed "$FIRST_SEED"} ${PERTURB:+--perturb "$PERTURB"} \
-    ${DAGGER:+--dagger-model "$DAGGER" --dagger-procs "${DAGGER_PROCS:-10}"} >> "$LOG" 2>&1
+    ${DAGGER:+--dagger-model "$DAGGER" --dagger-procs "${DAGGER_PROCS:-10}" --dagger-stop-within "${DAGGER_STOP_WITHIN:-0}"} >> "$LOG" 2>&1
 el "recorded: $(grep 'record: stopped' "$LOG" | tail -1)"
 TRAIN=(--work "$W" --init-from "${INIT:-$W/init}" --sample-step 2 --stop-repeat "${STOP_REPEAT:-2}" --pixel-goal-repeat "${PGR:-2}"
        --turn-repeat "${TURN_REPEAT:-1}"
