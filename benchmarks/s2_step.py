@@ -517,7 +517,7 @@ def startup(size: str, args, device, dtype, sync, processor, env) -> dict:
     res = {
         "size": size, "params_B": sum(p.numel() for p in model.parameters()) / 1e9, "cache": args.cache_label,
         "prefix_reuse": args.prefix_reuse,
-        "model_build_s": build_s, "engine_create_s": engine_s,
+        "model_build_s": build_s, "engine_create_s": engine_s, "engine_prime_s": engine.prime_s,
         "first_decision_s": rows[0]["at_s"] if rows else None, "first_step_ms": rows[0]["step_ms"] if rows else None,
         "fast_build_s": build.seconds if build is not None else None, "fast_build_state": build.state if build is not None else None,
         "fast_build_error": build.error if build is not None else None,
@@ -534,7 +534,8 @@ def startup(size: str, args, device, dtype, sync, processor, env) -> dict:
         "fast_stats": dict(getattr(fast, "stats", {}) or {}), "fast_failures": dict(getattr(fast, "failures", {}) or {}),
         "compile_cache": engine.compile_cache, "steps": rows,
     }  # fmt: skip
-    print(f"[{size} {args.cache_label}{' prefix reuse' if args.prefix_reuse else ''}] build {build_s:.1f}s | first decision {res['first_decision_s']:.2f}s after engine start "
+    print(f"[{size} {args.cache_label}{' prefix reuse' if args.prefix_reuse else ''}] build {build_s:.1f}s "
+          f"| engine {engine_s:.2f}s (prime {'none' if engine.prime_s is None else f'{engine.prime_s:.2f}s'}) | first decision {res['first_decision_s']:.2f}s after engine start "
           f"(step {res['first_step_ms']:.0f} ms) | fast path built in {res['fast_build_s'] or float('nan'):.1f}s, first fast decision at "
           f"{res['first_fast_decision_s'] or float('nan'):.1f}s | {len(plain_rows)} plain steps while building (p50 "
           f"{res['plain_step_ms_p50_while_building'] or float('nan'):.0f} ms) | fast p50 {res['fast_step_ms_p50'] or float('nan'):.1f} ms "

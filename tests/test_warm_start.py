@@ -80,7 +80,8 @@ def test_plain_answers_while_the_fast_path_builds_then_it_switches(backbone, tmp
     assert fast.stats["warmup_calls"] == 4 + 1
     # Warm-up frames are forgotten: the first fast step encoded the episode's own frames.
     assert not any(isinstance(k, tuple) for k in fast._frames)
-    assert engine.serving == {"generator": "FastGenerator", "path": "fast", "fast_path_build": "ready", "fast_path_build_s": engine.fast_build.seconds}
+    assert engine.serving == {"generator": "FastGenerator", "path": "fast", "prime_s": None, "fast_path_build": "ready",
+                              "fast_path_build_s": engine.fast_build.seconds}
 
 
 def test_build_runs_alongside_the_plain_path_without_changing_it(backbone):
@@ -180,9 +181,32 @@ def test_the_build_starts_after_the_first_decision(backbone, tmp_path, monkeypat
 def test_inline_keeps_the_fast_path_from_the_first_step(backbone, tmp_path):
     engine = _engine(backbone, tmp_path, fast_path="auto")  # auto on CPU: nothing to compile, inline
     assert engine.fast_build is None and engine.path == "fast"
-    assert engine.serving == {"generator": "FastGenerator", "path": "fast", "fast_path_build": "inline"}
+    assert engine.serving == {"generator": "FastGenerator", "path": "fast", "prime_s": None, "fast_path_build": "inline"}
     off = _engine(backbone, tmp_path, fast_path="off")
-    assert off.serving == {"generator": "PlainGenerator", "path": "plain", "fast_path_build": "off"}
+    assert off.serving == {"generator": "PlainGenerator", "path": "plain", "prime_s": None, "fast_path_build": "off"}
+
+
+def test_the_prime_at_creation_changes_no_decision(backbone, tmp_path, monkeypatch, caplog):
+    """On CUDA creation runs one plain step (the first use of the GPU's kernels belongs to load); forced on
+    for the CPU here: it is timed, and an episode's decisions are those of an engine without it."""
+    frames = _frames(6, seed=7)
+    unprimed = _engine(backbone, tmp_path, fast_path="off")
+    assert unprimed.prime_s is None and unprimed.serving["prime_s"] is None
+    monkeypatch.setattr(S2Engine, "prime_devices", ("cpu",))
+    with caplog.at_level("INFO", logger="internvla_s2_node.core.engine"):
+        primed = _engine(backbone, tmp_path, fast_path="off")
+    assert isinstance(primed.prime_s, float) and primed.prime_s > 0 and primed.serving["prime_s"] == primed.prime_s
+    assert "primed the plain path" in caplog.text
+    assert len(primed.history) == 0 and primed.instruction is None and not primed._decided.is_set()
+    episodes = []
+    for engine in (unprimed, primed):
+        engine.reset(INSTRUCTION)
+        episodes.append([(d.kind, d.raw_text, d.actions, d.pixel) for d in map(engine.step, frames)])
+    assert episodes[1] == episodes[0]
+    assert len({raw for _, raw, _, _ in episodes[0]}) >= 2, f"degenerate answers: {episodes[0]}"
+    building = _engine(backbone, tmp_path, fast_path="auto", fast_path_build="background")  # primed too
+    assert building.prime_s > 0 and not building._decided.is_set() and building.serving["fast_path_build"] == "building"
+    building.close()
 
 
 def test_compile_cache_points_torch_at_the_project_directory(backbone, tmp_path, monkeypatch):

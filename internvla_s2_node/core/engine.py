@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import numpy as np
+import torch
 from PIL import Image
 
 from . import compile_cache, prompt, warmup
@@ -42,6 +43,10 @@ class S2Engine:
     # once share one interpreter lock, and on the H200 the first plain step took 10.2 s next to the
     # compile instead of about a second (benchmarks/results/startup_nvidia-h200_2026-12-02.md).
     build_wait_s = 10.0
+    # Devices on which creation runs one plain step (``_prime``): the first use of a GPU's kernels and
+    # libraries (cuBLAS, cuDNN's conv3d of the patch embedding, sdpa) took the H200's first process 7.3 s
+    # against 1.2-1.7 s later (startup run 7); it belongs to load, not to the first decision.
+    prime_devices: tuple[str, ...] = ("cuda",)
 
     def __init__(self, cfg: EngineConfig, backbone=None) -> None:
         self.cfg = cfg
@@ -54,6 +59,8 @@ class S2Engine:
         self.fast_build: BackgroundBuild | None = None  # the fast path building while the plain one serves
         self._decided = threading.Event()  # set by the first step that generated (the build may start)
         self.compile_cache: dict[str, str] = {}
+        # Before the generator: the background build's wait for the first decision starts with it.
+        self.prime_s: float | None = self._prime()
         self.generator: Generator = self._make_generator()
         self.history: HistoryBuffer[Image.Image] = HistoryBuffer(cfg.history_capacity)
         self._conjunctions = prompt.ConjunctionPicker(cfg.seed, cfg.conjunction_mode)
@@ -63,6 +70,20 @@ class S2Engine:
         self._epoch = 0
         self._pending: _Conversation | None = None
         self._camera_size: tuple[int, int] | None = None  # (w, h) of the last stepped frame: a look-down's size
+
+    def _prime(self) -> float | None:
+        """One plain step (a prefill and one decode step) on the first warm-up request when the backbone is on
+        one of ``prime_devices``; its seconds, or None. No episode state and no fast path sees it."""
+        device = getattr(self.backbone, "device", None)
+        if getattr(device, "type", None) not in self.prime_devices:
+            return None
+        start = time.perf_counter()
+        PlainGenerator(self.backbone, 2).generate(*warmup.warmup_requests(self.cfg)[0])
+        if device.type == "cuda":
+            torch.cuda.current_stream(device).synchronize()
+        seconds = time.perf_counter() - start
+        log.info("primed the plain path on %s in %.2f s (first use of its kernels)", device, seconds)
+        return seconds
 
     def _make_generator(self) -> Generator:
         if self.cfg.fast_path != "off":
@@ -138,7 +159,7 @@ class S2Engine:
     def serving(self) -> dict[str, Any]:
         """The path that answers now and the state of the fast path's build (for diagnostics)."""
         build = self.fast_build
-        out: dict[str, Any] = {"generator": type(self.generator).__name__, "path": self.path}
+        out: dict[str, Any] = {"generator": type(self.generator).__name__, "path": self.path, "prime_s": self.prime_s}
         if build is None:
             out["fast_path_build"] = "inline" if self.path == "fast" else "off"
         else:
