@@ -572,6 +572,9 @@ def main() -> None:
     ap.add_argument("--cache-label", default="", help="a label for the cache's state in --startup results (cold / warm)")
     ap.add_argument("--startup-limit-s", type=float, default=400.0, help="--startup stops stepping after this long")
     args = ap.parse_args()
+    if not args.startup and args.steps <= args.num_history:  # the statistics are over steps with the full history
+        ap.error(f"--steps {args.steps} leaves no step with the full history of {args.num_history}+1 frames; "
+                 f"give --steps {args.num_history + 1} or more")
 
     cuda = torch.cuda.is_available() and not args.tiny
     device = torch.device("cuda" if cuda else "cpu")
