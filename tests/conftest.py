@@ -1,6 +1,7 @@
 """Test-wide environment: DDS stays on this machine, rendering is headless, no hub access."""
 
 import os
+import signal
 
 from ros_domains import DEFAULT_BASE
 
@@ -12,6 +13,13 @@ os.environ.setdefault("PYOPENGL_PLATFORM", os.environ["MUJOCO_GL"])
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+# A suite started in the background of a shell without job control (`nohup bash scripts/test.sh &`)
+# inherits SIGINT ignored, and every process the tests start would inherit that too: the Ctrl-C tests
+# (tests/test_launch_cli.py, tests/test_eval_fail_fast.py) would then fail for the harness, not the code.
+# A handler, unlike an ignored signal, is not inherited across exec, so the children get the default.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # Load torch's compiler stack (which loads triton's shared library) before any test starts
 # ROS 2 executors and DDS threads. Loading libtriton later in a process that has created and
