@@ -43,6 +43,12 @@ class EngineConfig:
     prefix_reuse: bool = True  # fast path: keep the K/V of the prompt's unchanged prefix (core.fast_generation)
     compile_cache_dir: str = ""  # '' = <INTERNVLA_S2_CACHE or ~/.cache/internvla_s2>/compile; 'off' = torch's default
 
+    @classmethod
+    def from_params(cls, params: dict, **overrides) -> EngineConfig:
+        """From node parameter values (the s2_node's, flat): the keys that are fields, then ``overrides``."""
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in params.items() if k in fields} | overrides)
+
     def __post_init__(self) -> None:
         problems = list(self._problems())
         if problems:

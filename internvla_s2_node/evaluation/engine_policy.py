@@ -62,8 +62,7 @@ def node_parameters(params_file: str | None, model: str) -> dict[str, Any]:
 
 
 def engine_config(params: dict[str, Any]) -> EngineConfig:
-    fields = {f.name for f in dataclasses.fields(EngineConfig)}
-    return EngineConfig(**{k: v for k, v in params.items() if k in fields})
+    return EngineConfig.from_params(params)  # not ros.params.engine_config: that module needs ROS
 
 
 class S2EnginePolicy(Policy):

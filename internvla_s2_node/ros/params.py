@@ -268,11 +268,7 @@ def check_change(spec: Spec | None, value: Any, model_loaded: bool, state_label:
 
 def engine_config(p: dict[str, Any], model_path: str | None = None) -> EngineConfig:
     """EngineConfig from node parameter values (ValueError with reasons on cross-field problems)."""
-    fields = {f.name for f in dataclasses.fields(EngineConfig)}
-    kwargs = {k: v for k, v in p.items() if k in fields}
-    if model_path is not None:
-        kwargs["model_path"] = model_path
-    return EngineConfig(**kwargs)
+    return EngineConfig.from_params(p, **({} if model_path is None else {"model_path": model_path}))
 
 
 def to_yaml_dict(specs: Iterable[Spec]) -> dict[str, Any]:
