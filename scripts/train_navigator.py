@@ -21,6 +21,7 @@ Seeds: houses as above, episodes seeded by their house, model init seed 0, train
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import math
 import os
@@ -120,13 +121,12 @@ def dagger_summary(args) -> str:
     recs = [json.loads(line) for f in (args.work / "record_eval").glob("rank_*/dagger/*.jsonl") for line in f.read_text().splitlines()]
     if not recs:
         return ""
-    reasons = [r.get("takeover_reason") or "" for r in recs]
-    accepted = sum("accepted" in why for why in reasons)
-    expert_stops = sum("the expert stops" in why for why in reasons)
-    stops = sum("STOP" in why for why in reasons) - accepted
+    from internvla_s2_node.sim.takeover import ACCEPTED, BUDGET, EXPERT_STOP, LEARNER_STOP
+
+    kinds = collections.Counter(r.get("takeover_kind") for r in recs)
     steps = sorted(r.get("takeover_step") or 0 for r in recs)
-    return (f"dagger: {len(recs)} episodes, {accepted} ended at the learner's STOP near the goal, {expert_stops} at the "
-            f"expert's STOP near it, {stops} handed over at its STOP elsewhere, {len(recs) - stops - accepted - expert_stops} at its budget; "
+    return (f"dagger: {len(recs)} episodes, {kinds[ACCEPTED]} ended at the learner's STOP near the goal, {kinds[EXPERT_STOP]} at "
+            f"the expert's STOP near it, {kinds[LEARNER_STOP]} handed over at its STOP elsewhere, {kinds[BUDGET]} at its budget; "
             f"learner steps median {steps[len(steps) // 2]}; {sum(bool(r.get('recording')) for r in recs)} recorded")
 
 

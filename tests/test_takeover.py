@@ -27,7 +27,7 @@ def test_oracle_takes_over_where_the_learner_says_stop_and_reaches_the_goal(back
     policy = TakeoverPolicy(learner, OraclePolicy(), accept_within=0.0)
     r = run_episode(backend, ep, policy, observer=policy.observe)
     nav = _nav(r)
-    assert policy.takeover_step == 5 and "STOP" in policy.takeover_reason
+    assert policy.takeover_step == 5 and "STOP" in policy.takeover_reason and policy.takeover_kind == "learner_stop"
     assert nav[:5] == [R, R, R, F, F] and nav[-1] == S and S not in nav[:-1]
     assert policy.expert == [False] * 5 + [True] * (len(nav) - 5)
     assert r.reason == EndReason.STOP and r.metrics.success == 1.0 and r.metrics.distance_to_goal < 1.0
@@ -49,7 +49,7 @@ def test_the_budget_hands_over_a_learner_that_never_stops(backend, episodes):
     start = r.trajectory[0]
     shortest = backend.geodesic_distance(start, backend.snap_to_navigable(ep.goal_world))
     limit = math.ceil(budget * shortest / backend.config.forward_step_m)
-    assert policy.takeover_step == limit and "budget" in policy.takeover_reason
+    assert policy.takeover_step == limit and "budget" in policy.takeover_reason and policy.takeover_kind == "budget"
     assert _nav(r)[:limit] == [L] * limit and policy.expert.count(False) == limit
     assert r.metrics.success == 1.0
     with pytest.raises(ValueError, match="budget"):
@@ -73,6 +73,7 @@ def test_a_learners_stop_within_the_success_distance_is_accepted_and_taught(back
     policy = TakeoverPolicy(ScriptedPolicy([[R]]), accept_within=1e6)
     r = run_episode(backend, ep, policy, observer=policy.observe)
     assert _nav(r) == [R, S] and policy.expert == [False, True] and "accepted" in policy.takeover_reason
+    assert policy.takeover_kind == "accepted"
     far = TakeoverPolicy(ScriptedPolicy([[R]]))  # VLN-CE's 3 m: this start is farther
     r = run_episode(backend, ep, far, observer=far.observe)
     assert r.metrics.success == 1.0 and len(_nav(r)) > 2 and "accepted" not in far.takeover_reason
@@ -91,7 +92,7 @@ def test_the_expert_stops_a_learner_that_passes_near_the_goal(backend, episodes)
     learner = TakeoverPolicy(OraclePolicy(), stop_within=within)  # the oracle as a learner never stops this early
     r = run_episode(backend, ep, learner, observer=learner.observe)
     nav = _nav(r)
-    assert "the expert stops" in learner.takeover_reason
+    assert "the expert stops" in learner.takeover_reason and learner.takeover_kind == "expert_stop"
     assert nav[-1] == S and S not in nav[:-1] and learner.expert == [False] * (len(nav) - 1) + [True]
     end = backend.geodesic_distance(r.trajectory[-1], goal)
     assert end <= within and len(nav) < len(_nav(oracle_path))

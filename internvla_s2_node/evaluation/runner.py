@@ -185,7 +185,8 @@ def _run_one(cfg: EvalConfig, name: str, episode: Episode, backend: SimBackend, 
     if hasattr(policy, "episode_frames_lost"):
         record["s2_frames_lost"] = policy.episode_frames_lost  # frames the S2 node never received
     if isinstance(policy, TakeoverPolicy):
-        record["takeover_step"], record["takeover_reason"] = policy.takeover_step, policy.takeover_reason
+        record["takeover_step"], record["takeover_kind"] = policy.takeover_step, policy.takeover_kind
+        record["takeover_reason"] = policy.takeover_reason
     if cfg.record and name in RECORDABLE:
         from ..sim.recorder import NotRecordable, record_episode
 

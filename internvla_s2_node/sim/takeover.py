@@ -30,6 +30,9 @@ from .loop import NAVIGATION_ACTIONS, to_plan
 from .policies import OraclePolicy, Policy, PolicyOutput
 
 DEFAULT_BUDGET = 2.0  # the learner's steps, in multiples of the shortest path's forward steps
+# Why the oracle took over (``takeover_kind``): the learner's budget ran out, the expert stopped it near the
+# goal (``stop_within``), its STOP near the goal was accepted, or it said STOP elsewhere.
+BUDGET, EXPERT_STOP, ACCEPTED, LEARNER_STOP = "budget", "expert_stop", "accepted", "learner_stop"
 
 
 class TakeoverPolicy(Policy):
@@ -52,13 +55,14 @@ class TakeoverPolicy(Policy):
         self.budget = budget
         self.expert: list[bool] = []  # per navigation step: taken by the oracle
         self.takeover_step: int | None = None  # navigation steps the learner took (None: it never handed over)
+        self.takeover_kind = ""  # one of BUDGET, EXPERT_STOP, ACCEPTED, LEARNER_STOP once taken over
         self.takeover_reason = ""
         self.episode_latencies: list[float] = []
         self._max_learner_steps = 0
 
     def reset(self, episode: Episode, backend: SimBackend) -> None:
         self.expert = []
-        self.takeover_step, self.takeover_reason = None, ""
+        self.takeover_step, self.takeover_kind, self.takeover_reason = None, "", ""
         self.oracle.reset(episode, backend)
         self.learner.reset(episode, backend)
         self.episode_latencies = getattr(self.learner, "episode_latencies", [])
@@ -81,20 +85,22 @@ class TakeoverPolicy(Policy):
 
     def act(self, observation: Observation) -> PolicyOutput:
         if not self.taken_over and len(self.expert) >= self._max_learner_steps:
-            self._take_over(f"the learner took {len(self.expert)} steps (budget {self._max_learner_steps})")
+            self._take_over(BUDGET, f"the learner took {len(self.expert)} steps (budget {self._max_learner_steps})")
         if not self.taken_over:
-            to_goal = self._backend.geodesic_distance(self._backend.agent_position(), self._goal)
-            if to_goal <= self.stop_within:
-                self._take_over(f"the learner was {to_goal:.2f} m from the goal: the expert stops")
+            if self.stop_within > 0 and (to_goal := self._to_goal()) <= self.stop_within:
+                self._take_over(EXPERT_STOP, f"the learner was {to_goal:.2f} m from the goal: the expert stops")
                 return [Action.STOP]
             output = self.learner.act(observation)
             if Action.STOP not in to_plan(output).actions:
                 return output
-            if to_goal <= self.accept_within:
-                self._take_over(f"the learner said STOP {to_goal:.2f} m from the goal: accepted")
+            if (to_goal := self._to_goal()) <= self.accept_within:
+                self._take_over(ACCEPTED, f"the learner said STOP {to_goal:.2f} m from the goal: accepted")
                 return [Action.STOP]
-            self._take_over("the learner said STOP")
+            self._take_over(LEARNER_STOP, "the learner said STOP")
         return self.oracle.act(observation)
 
-    def _take_over(self, reason: str) -> None:
-        self.takeover_step, self.takeover_reason = len(self.expert), reason
+    def _to_goal(self) -> float:
+        return self._backend.geodesic_distance(self._backend.agent_position(), self._goal)
+
+    def _take_over(self, kind: str, reason: str) -> None:
+        self.takeover_step, self.takeover_kind, self.takeover_reason = len(self.expert), kind, reason
