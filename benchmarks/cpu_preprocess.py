@@ -3,7 +3,10 @@
 Stages, as the node runs them for a camera frame:
   * ``deserialize``   sensor_msgs/Image bytes -> message (what rclpy does before the callback),
   * ``to_rgb``        message -> HxWx3 uint8 RGB (``ros.conversions.image_to_rgb``; bgr8 needs a channel swap),
-  * ``resize``        RGB -> the model's 384x384 PIL frame (``images.as_rgb`` + ``images.resize_rgb``),
+  * ``resize``        RGB -> the model's 384x384 PIL frame (``images.as_rgb`` + ``images.resize_rgb``), and the
+                      same pixels in bands on 2 and 4 threads (``images.FrameResizer``, the engine's history record),
+  * ``depth``         16UC1 depth message -> float32 metres (``ros.conversions.image_to_depth``), next to the
+                      conversion it replaced (astype, multiply, then ``isfinite & > 0`` over the float image),
   * ``fast_prep``     the fast path's per-step preprocessing (chat template, the new frame through the
                       image processor, token ids): ``FastGenerator._entry`` / ``_token_ids``, CPU only,
   * ``plain_prep``    upstream's per-step preprocessing (chat template + processor on all 9 frames).
@@ -30,7 +33,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from timing import time_calls  # noqa: E402  (benchmarks/, the script's folder)
 
 from internvla_s2_node.core import prompt
-from internvla_s2_node.core.images import as_rgb, resize_rgb
+from internvla_s2_node.core.images import FrameResizer, as_rgb, resize_rgb
 
 
 def main() -> None:
@@ -69,6 +72,18 @@ def main() -> None:
 
         from internvla_s2_node.ros.conversions import image_to_rgb
 
+        from internvla_s2_node.ros.conversions import depth_to_image, image_to_depth
+
+        depth_msg = depth_to_image(rng.uniform(0.2, 6.0, (h, w)).astype(np.float32), "16UC1")
+
+        def depth_before():
+            mm = np.frombuffer(depth_msg.data, dtype="<u2").reshape(h, w)
+            depth = mm.astype(np.float32) * np.float32(0.001)
+            with np.errstate(invalid="ignore"):
+                return depth, (np.isfinite(depth) & (depth > 0)).any()
+
+        rows["depth 16UC1 -> metres, before (two passes + isfinite & > 0)"] = time_calls(depth_before, args.reps)
+        rows["depth 16UC1 -> metres (image_to_depth)"] = time_calls(lambda: image_to_depth(depth_msg), args.reps)
         for enc in ("rgb8", "bgr8"):
             msg = ImageMsg(height=h, width=w, encoding=enc, step=w * 3, is_bigendian=0)
             msg.data = rgb.tobytes()
@@ -78,6 +93,11 @@ def main() -> None:
     except ImportError as exc:
         print("no rclpy here, skipping the message stages:", exc)
     rows["resize to 384x384"] = time_calls(lambda: resize_rgb(as_rgb(rgb), 384, 384), args.reps)
+    for threads in (2, 4):
+        resizer = FrameResizer(threads)
+        resizer(rgb, 384, 384)  # its one-time check of the band plan
+        rows[f"resize to 384x384, {threads} bands in threads (FrameResizer)"] = time_calls(lambda: resizer(as_rgb(rgb), 384, 384), args.reps)
+        resizer.close()
 
     from internvla_s2_node.core.backbone import load_backbone
     from internvla_s2_node.core.fast_generation import FastGenerator

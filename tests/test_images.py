@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from internvla_s2_node.core.images import InvalidFrame, as_rgb, resize_rgb
+from internvla_s2_node.core.images import FrameResizer, InvalidFrame, as_rgb, band_cuts, resize_rgb
 
 
 def test_gray_and_rgba_convert():
@@ -33,3 +33,53 @@ def test_bad_frames(bad, msg):
 def test_resize():
     img = resize_rgb(np.zeros((480, 640, 3), np.uint8), 384, 384)
     assert img.size == (384, 384)
+
+
+CAMERAS = [(640, 480), (848, 480), (1280, 720), (1920, 1080), (800, 600), (1024, 768)]
+
+
+@pytest.mark.parametrize("threads", [2, 4])
+@pytest.mark.parametrize("camera", CAMERAS)
+def test_banded_resize_has_the_pixels_of_one_resize(camera, threads):
+    w, h = camera
+    resizer = FrameResizer(threads)
+    sizes = [(384, 384)] + ([(160, 160)] if h != 768 else [])  # 768 / 160 is not exact in binary
+    try:
+        for seed, size in enumerate(sizes):
+            rgb = np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+            banded = resizer(rgb, *size)
+            assert resizer._plans[(w, h, *size)] is not None, "these sizes split into bands"
+            assert banded.size == size
+            np.testing.assert_array_equal(np.asarray(banded), np.asarray(resize_rgb(rgb, *size)))
+    finally:
+        resizer.close()
+
+
+@pytest.mark.parametrize("camera,size", [((320, 240), (384, 384)), ((700, 500), (384, 384)), ((384, 384), (384, 384))])
+def test_sizes_that_cannot_split_take_one_resize(camera, size):
+    assert band_cuts(*camera, *size, 4) is None  # upscaling, an inexact scale (500/384), no resize
+    resizer = FrameResizer(4)
+    rgb = np.random.default_rng(3).integers(0, 256, (camera[1], camera[0], 3), dtype=np.uint8)
+    np.testing.assert_array_equal(np.asarray(resizer(rgb, *size)), np.asarray(resize_rgb(rgb, *size)))
+    resizer.close()
+
+
+def test_a_band_plan_that_changes_pixels_is_dropped(monkeypatch):
+    import internvla_s2_node.core.images as images
+
+    # 500 -> 384 is not exact in binary, and output row 97 starts at input row 126.3: the band's
+    # coefficients round differently (band_cuts would never offer this plan; the check catches it)
+    monkeypatch.setattr(images, "band_cuts", lambda *a: [0, 97, 384])
+    resizer = FrameResizer(2)
+    rgb = np.random.default_rng(4).integers(0, 256, (500, 700, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(np.asarray(resizer(rgb, 384, 384)), np.asarray(resize_rgb(rgb, 384, 384)))
+    assert resizer._plans[(700, 500, 384, 384)] is None
+    resizer.close()
+
+
+def test_a_closed_resizer_still_resizes():
+    resizer = FrameResizer(2)
+    rgb = np.random.default_rng(5).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    resizer(rgb, 384, 384)
+    resizer.close()
+    np.testing.assert_array_equal(np.asarray(resizer(rgb, 384, 384)), np.asarray(resize_rgb(rgb, 384, 384)))

@@ -17,7 +17,7 @@ from .config import EngineConfig
 from .generation import Generator, PlainGenerator
 from .geometry import project_pixel_goal
 from .history import HistoryBuffer
-from .images import as_rgb, resize_rgb
+from .images import FrameResizer, as_rgb
 from .parsing import OutputKind, ParsedOutput, parse_output
 from .types import Decision, DecisionKind, Frame
 from .warm_start import BackgroundBuild
@@ -63,6 +63,7 @@ class S2Engine:
         self.prime_s: float | None = self._prime()
         self.generator: Generator = self._make_generator()
         self.history: HistoryBuffer[Image.Image] = HistoryBuffer(cfg.history_capacity)
+        self._resize = FrameResizer()  # resize_rgb's pixels, in bands on several cores (the frame's critical path)
         self._conjunctions = prompt.ConjunctionPicker(cfg.seed, cfg.conjunction_mode)
         self._state_lock = threading.Lock()
         self._step_lock = threading.Lock()
@@ -210,7 +211,7 @@ class S2Engine:
 
     def observe(self, rgb) -> int:
         """Record a frame in the episode history; returns its index. Thread-safe."""
-        image = resize_rgb(as_rgb(rgb), self.cfg.resize_w, self.cfg.resize_h)
+        image = self._resize(as_rgb(rgb), self.cfg.resize_w, self.cfg.resize_h)
         return self.history.append(image)
 
     def step(self, frame: Frame, index: int | None = None) -> Decision:
@@ -243,7 +244,7 @@ class S2Engine:
         # ``index`` is this frame's index from observe(): its resized copy is in the history already.
         current = self.history.get(index) if index is not None else None
         if current is None:
-            current = resize_rgb(rgb, self.cfg.resize_w, self.cfg.resize_h)
+            current = self._resize(rgb, self.cfg.resize_w, self.cfg.resize_h)
         if index is None:
             index = self.history.append(current)
         history = self.history.select(index, self.cfg.num_history)
@@ -323,6 +324,7 @@ class S2Engine:
         progress stops at its next warm-up request and drops its result."""
         if self.fast_build is not None:
             self.fast_build.cancel()
+        self._resize.close()
         self.generator = None  # type: ignore[assignment]
         self.backbone = None
         from .backbone import free_accelerator_memory

@@ -107,7 +107,11 @@ def image_to_depth(msg: Image) -> np.ndarray:
     an image without a single finite positive value is rejected.
     """
     arr = image_to_array(msg, DEPTH_ENCODINGS)
-    depth = arr.astype(np.float32) * np.float32(0.001) if arr.dtype == np.uint16 else arr.astype(np.float32, copy=True)
+    if arr.dtype == np.uint16:  # one pass each: millimetres are finite, so "valid" is "not all zero"
+        if not arr.any():
+            raise BadMessage("depth image has no finite positive value (all zero)")
+        return np.multiply(arr, np.float32(0.001), dtype=np.float32)
+    depth = arr.astype(np.float32, copy=True)
     with np.errstate(invalid="ignore"):
         valid = np.isfinite(depth) & (depth > 0)
     if not valid.any():
