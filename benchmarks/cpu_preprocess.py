@@ -42,6 +42,7 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=640)
     ap.add_argument("--height", type=int, default=480)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--no-model", action="store_true", help="the frame stages only (no tiny checkpoints: fast_prep, plain_prep)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--date", default=datetime.date.today().isoformat())
     args = ap.parse_args()
@@ -99,6 +100,12 @@ def main() -> None:
         rows[f"resize to 384x384, {threads} bands in threads (FrameResizer)"] = time_calls(lambda: resizer(as_rgb(rgb), 384, 384), args.reps)
         resizer.close()
 
+    if not args.no_model:
+        model_stages(rows, rng, h, w, args.reps)
+    write(rows, env, args)
+
+
+def model_stages(rows: dict, rng, h: int, w: int, reps: int) -> None:
     from internvla_s2_node.core.backbone import load_backbone
     from internvla_s2_node.core.fast_generation import FastGenerator
     from internvla_s2_node.core.history import history_indices
@@ -124,10 +131,12 @@ def main() -> None:
             text = b.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             b.processor(text=[text], images=list(images), return_tensors="pt")
 
-        rows[f"fast_prep ({arch}: template + 1 new frame + ids)"] = time_calls(fast_prep, args.reps)
-        rows[f"  of which image processor, 1 frame ({arch})"] = time_calls(lambda: b.processor.image_processor(images=[frames[0]], return_tensors="pt"), args.reps)
-        rows[f"plain_prep ({arch}: template + processor on 9 frames)"] = time_calls(plain_prep, max(10, args.reps // 3))
+        rows[f"fast_prep ({arch}: template + 1 new frame + ids)"] = time_calls(fast_prep, reps)
+        rows[f"  of which image processor, 1 frame ({arch})"] = time_calls(lambda: b.processor.image_processor(images=[frames[0]], return_tensors="pt"), reps)
+        rows[f"plain_prep ({arch}: template + processor on 9 frames)"] = time_calls(plain_prep, max(10, reps // 3))
 
+
+def write(rows: dict, env: dict, args) -> None:
     md = [
         f"Host cost per S2 step before the model runs: {env['cpu']} ({env['cpu_count']} cores, torch threads {env['torch_threads']}, "
         f"load average {', '.join(f'{x:.1f}' for x in env['load_average'])} while measuring), {env['date']}, Python {env['python']}, "

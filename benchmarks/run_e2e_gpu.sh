@@ -9,6 +9,9 @@
 #   3. runs the node and the driver until the deadline (BUDGET_S after this script started).
 # Device: OUT=$OUT bash benchmarks/run_e2e_gpu.sh   (carry [".cache/e2e"], timeout 600)
 #   with the trained navigator: MODEL=internvla_s2_node/assets/navigator PARAMS=config/navigator_s2.yaml SIZE=navigator
+#   against a baseline copy of the code in the same run: RUN_ARGS="--baseline DIR --baseline-label COMMIT"
+#   (DIR: `git archive COMMIT internvla_s2_node config` unpacked in the tree); HOST_PREPROCESS=1 adds
+#   cpu_preprocess.py's frame stages on the device's CPU
 # Here (CPU, the cp311 wheels and the venv's torch):
 #   WHEELS=/tmp/e2e_whl311 PY=/root/.pyenv/versions/3.11.7/bin/python3 \
 #   EXTRA_PYTHONPATH=$PWD/.venv/lib/python3.11/site-packages SIZE=tiny PHASE_S=20 OUT=/tmp/e2e_cpu \
@@ -67,4 +70,8 @@ say "run (deadline in $(( T0 + BUDGET_S - $(date +%s) ))s)"
 $PY benchmarks/e2e_dds.py run --model "$CKPT" --size "$SIZE" --deadline $(( T0 + BUDGET_S )) --out "$OUT" \
     ${PARAMS:+--params-file "$PARAMS"} ${PHASE_S:+--phase-s $PHASE_S} ${RUN_ARGS:-} 2>&1 | grep --line-buffered -v -i "warn" | tee -a "$LOG"
 [ -n "${SMI:-}" ] && kill $SMI
+# 4. HOST_PREPROCESS=1: the frame stages of benchmarks/cpu_preprocess.py on this host (its CPU runs the node)
+if [ -n "${HOST_PREPROCESS:-}" ]; then
+    $PY benchmarks/cpu_preprocess.py --no-model --reps 200 --out "$OUT" 2>&1 | grep --line-buffered -v -i "warn" | tee -a "$LOG"
+fi
 say "done"
