@@ -94,7 +94,7 @@ def main() -> None:
     except ImportError as exc:
         print("no rclpy here, skipping the message stages:", exc)
     rows["resize to 384x384"] = time_calls(lambda: resize_rgb(as_rgb(rgb), 384, 384), args.reps)
-    for threads in (2, 4):
+    for threads in (2, 4, 8):
         resizer = FrameResizer(threads)
         resizer(rgb, 384, 384)  # its one-time check of the band plan
         rows[f"resize to 384x384, {threads} bands in threads (FrameResizer)"] = time_calls(lambda: resizer(as_rgb(rgb), 384, 384), args.reps)

@@ -56,6 +56,35 @@ def test_depth_16uc1_millimetres_and_32fc1_metres(bigendian):
     assert d.dtype == np.float32 and d[0, 1] == 1.5 and math.isnan(d[0, 0])  # REP 118 "no return" kept
 
 
+@pytest.mark.parametrize("bigendian", [False, True])
+def test_lazy_millimetre_depth_reads_the_metres_of_the_whole_conversion(bigendian):
+    from internvla_s2_node.core.geometry import MillimetreDepth, project_pixel_goal
+
+    mm = np.random.default_rng(0).integers(0, 8000, (48, 64), dtype=np.uint16)
+    mm[10:30, 20:40] = 0  # no return around the goal pixel: the projection looks further out
+    msg = padded(mm, "16UC1", 2, bigendian)
+    eager, lazy = conv.image_to_depth(msg), conv.image_to_depth(msg, lazy=True)
+    assert isinstance(lazy, MillimetreDepth) and lazy.shape == eager.shape and lazy.size == eager.size
+    np.testing.assert_array_equal(np.asarray(lazy), eager)
+    np.testing.assert_array_equal(lazy[5:9, 3:60], eager[5:9, 3:60])
+    assert lazy[7, 11] == eager[7, 11] and lazy[7, 11].dtype == np.float32
+    k = np.array([[50.0, 0, 32], [0, 50.0, 24], [0, 0, 1]])
+    made = 0
+    for pixel in ((30, 20), (5, 5), (63, 47), (29, 19)):
+        a = project_pixel_goal(pixel, (64, 48), eager, k, np.eye(4), window=12)
+        b = project_pixel_goal(pixel, (64, 48), lazy, k, np.eye(4), window=12)
+        assert a.reason == b.reason
+        if a.waypoint is not None:
+            np.testing.assert_array_equal(a.waypoint.position, b.waypoint.position)
+            assert a.waypoint.depth == b.waypoint.depth
+            made += 1
+    assert made >= 3
+    with pytest.raises(conv.BadMessage, match="no finite positive"):
+        conv.image_to_depth(padded(np.zeros((4, 5), np.uint16), "16UC1", 2, bigendian), lazy=True)
+    m = np.full((4, 5), 1.5, np.float32)  # metres are converted as before
+    assert isinstance(conv.image_to_depth(padded(m, "32FC1", 4, bigendian), lazy=True), np.ndarray)
+
+
 @pytest.mark.parametrize(
     "mutate, reason",
     [

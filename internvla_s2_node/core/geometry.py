@@ -87,6 +87,39 @@ def pixel_to_camera(u: float, v: float, depth: float, k: np.ndarray) -> np.ndarr
     return np.array([(u - cx) * depth / fx, (v - cy) * depth / fy, depth])
 
 
+class MillimetreDepth:
+    """A 16-bit millimetre depth image that becomes float32 metres where it is read (0 stays 0: no return).
+
+    It has the image's ``shape``, ``ndim`` and ``size``; indexing gives metres with the values of a whole-image
+    conversion (``np.asarray`` converts all of it). The node keeps its depth messages this way: converting
+    each 640x480 image took about a millisecond of every frame's path on the H200 host, and a projection
+    reads an 11x11 window of one of them.
+    """
+
+    __slots__ = ("mm",)
+    ndim = 2
+
+    def __init__(self, mm: np.ndarray) -> None:
+        if mm.dtype != np.uint16 or mm.ndim != 2:
+            raise ValueError(f"millimetre depth must be a 2-D uint16 array, got {mm.dtype} {mm.shape}")
+        self.mm = mm
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.mm.shape
+
+    @property
+    def size(self) -> int:
+        return self.mm.size
+
+    def __getitem__(self, key):
+        return np.multiply(self.mm[key], np.float32(0.001), dtype=np.float32)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        metres = self[...]
+        return metres if dtype is None else metres.astype(dtype)
+
+
 @dataclasses.dataclass(frozen=True)
 class DepthSample:
     depth: float | None
@@ -94,7 +127,7 @@ class DepthSample:
     reason: str = ""
 
 
-def sample_depth(depth: np.ndarray, u: int, v: int, min_depth: float, max_depth: float, window: int = 5) -> DepthSample:
+def sample_depth(depth: np.ndarray | MillimetreDepth, u: int, v: int, min_depth: float, max_depth: float, window: int = 5) -> DepthSample:
     """Depth at (u, v), else the valid depth nearest to it within ``window`` pixels.
 
     Zero, negative, NaN/inf and out-of-range values are invalid.

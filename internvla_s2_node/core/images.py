@@ -54,12 +54,14 @@ class FrameResizer:
     1080/384 = 45/16). Pillow releases the interpreter lock while it resamples, so bands run at once.
     Other sizes, upscaling and single-core hosts take the one-call path. Each new pair of sizes is
     checked once against the one call on a random probe; a mismatch keeps that pair on the one call.
-    On the frame's critical path in the node (the history record) this took 640x480 -> 384x384 from
-    about 2.6 ms to about 1.5 ms on two cores (benchmarks/cpu_preprocess.py).
+    The node records every frame this way, on the frame's path: on the H200 host's CPU, 640x480 -> 384x384
+    took 7.70 ms in one call and 2.95 ms in 4 bands (benchmarks/results/cpu_preprocess_h200-host-xeon_2026-12-03.md).
+    By default it uses half the cores, 2 to 8 (the rest stay for DDS and the executor).
     """
 
     def __init__(self, threads: int | None = None) -> None:
-        self.threads = max(1, threads if threads is not None else min(4, os.cpu_count() or 1))
+        cores = os.cpu_count() or 1
+        self.threads = max(1, threads if threads is not None else (1 if cores < 2 else min(8, max(2, cores // 2))))
         self._pool = ThreadPoolExecutor(self.threads - 1, thread_name_prefix="s2_resize") if self.threads > 1 else None
         self._plans: dict[tuple[int, int, int, int], list[int] | None] = {}
         self._lock = threading.Lock()

@@ -16,7 +16,7 @@ from PIL import Image as PILImage
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 from nav_msgs.msg import Odometry
 
-from ..core.geometry import quaternion_to_matrix, valid_intrinsics
+from ..core.geometry import MillimetreDepth, quaternion_to_matrix, valid_intrinsics
 
 
 class BadMessage(ValueError):
@@ -100,17 +100,18 @@ def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
     return rgb
 
 
-def image_to_depth(msg: Image) -> np.ndarray:
+def image_to_depth(msg: Image, lazy: bool = False) -> np.ndarray | MillimetreDepth:
     """Depth ``Image`` -> HxW float32 metres. 16UC1/mono16 are millimetres (0 = no return), 32FC1 metres.
+    ``lazy``: millimetres stay as they are, in a ``MillimetreDepth`` that converts what is read of it.
 
     NaN/inf/0 pixels are kept (REP 118 "no return") and treated as invalid later;
     an image without a single finite positive value is rejected.
     """
     arr = image_to_array(msg, DEPTH_ENCODINGS)
-    if arr.dtype == np.uint16:  # one pass each: millimetres are finite, so "valid" is "not all zero"
+    if arr.dtype == np.uint16:  # millimetres are finite, so "valid" is "not all zero"
         if not arr.any():
             raise BadMessage("depth image has no finite positive value (all zero)")
-        return np.multiply(arr, np.float32(0.001), dtype=np.float32)
+        return MillimetreDepth(arr) if lazy else np.multiply(arr, np.float32(0.001), dtype=np.float32)
     depth = arr.astype(np.float32, copy=True)
     with np.errstate(invalid="ignore"):
         valid = np.isfinite(depth) & (depth > 0)

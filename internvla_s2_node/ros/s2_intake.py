@@ -124,7 +124,7 @@ class IntakeMixin:
             return
         t0 = time.monotonic()
         try:
-            depth = conv.image_to_depth(msg)
+            depth = conv.image_to_depth(msg, lazy=True)  # converted where a projection reads it
         except conv.BadMessage as exc:
             return self._reject("depth", exc)
         self._depth.add(conv.stamp_to_float(msg.header.stamp), depth)
