@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import pathlib
 import platform
@@ -30,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-from timing import time_calls  # noqa: E402  (benchmarks/, the script's folder)
+from timing import time_calls, write_json_md  # noqa: E402  (benchmarks/, the script's folder)
 
 from internvla_s2_node.core import prompt
 from internvla_s2_node.core.images import FrameResizer, as_rgb, resize_rgb
@@ -146,16 +145,8 @@ def write(rows: dict, env: dict, args) -> None:
         "|---|---|---|---|",
     ]
     md += [f"| {name} | {r['p50']:.2f} | {r['p90']:.2f} | {r['min']:.2f} |" for name, r in rows.items()]
-    text = "\n".join(md) + "\n"
-    print(text)
-    if args.out:
-        out = pathlib.Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        stem = f"cpu_preprocess_{''.join(c if c.isalnum() else '-' for c in env['cpu']).strip('-').lower()[:40]}_{args.date}"
-        (out / f"{stem}.json").write_text(json.dumps({"env": env, "ms": rows}, indent=1))
-        (out / f"{stem}.md").write_text(text)
-        print("wrote", out / f"{stem}.json")
-
+    stem = f"cpu_preprocess_{''.join(c if c.isalnum() else '-' for c in env['cpu']).strip('-').lower()[:40]}_{args.date}"
+    write_json_md(args.out, stem, {"env": env, "ms": rows}, "\n".join(md) + "\n")
 
 if __name__ == "__main__":
     main()

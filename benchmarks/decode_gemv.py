@@ -28,6 +28,8 @@ import triton.language as tl
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
+from timing import write_json_md  # noqa: E402  (benchmarks/, the script's folder)
+
 VOCAB = {"8B": 151936, "2B": 151936, "q25-7B": 152064}
 L2_BYTES = 60 * 2**20  # H100 / H200: 50 MiB of L2; weights cycled through exceed it
 
@@ -169,16 +171,8 @@ def main() -> None:
         layer = [r for r in rs if r["shape"] != "lm_head"]
         md.append(f"| {size} | one layer's GEMVs | | {sum(r['weight_MB'] for r in layer):.1f} | {sum(r['cublas_us'] for r in layer):.1f} | | "
                   f"{sum(min(r['cublas_us'], r['triton_us']) for r in layer):.1f} (the faster of the two per shape) | | |")  # fmt: skip
-    text = "\n".join(md) + "\n"
-    print(text)
-    if args.out:
-        out = pathlib.Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        stem = f"decode_gemv_{env['card'].lower().replace(' ', '-')}_{args.date}"
-        (out / f"{stem}.json").write_text(json.dumps({"env": env, "rows": rows}, indent=1))
-        (out / f"{stem}.md").write_text(text)
-        print("wrote", out / f"{stem}.json")
-
+    stem = f"decode_gemv_{env['card'].lower().replace(' ', '-')}_{args.date}"
+    write_json_md(args.out, stem, {"env": env, "rows": rows}, "\n".join(md) + "\n")
 
 if __name__ == "__main__":
     main()
