@@ -12,7 +12,9 @@ Variants (``--variants``):
 * ``grouped``: vision attention grouped by segment length (``vision_grouped=True``, the default now);
 * ``grouped_prefix``: grouped + prefix reuse (``prefix_reuse=True``);
 * ``prefix``: per-segment vision attention + prefix reuse;
-* ``grouped_tuned``: grouped, the decode step compiled with max_autotune + coordinate_descent_tuning.
+* ``grouped_tuned``: grouped, the decode step compiled with max_autotune + coordinate_descent_tuning;
+* ``grouped_gemv``, ``grouped_prefix_gemv``: grouped (+ prefix reuse), the decode's one-token projections and
+  the output head by the Triton GEMV (``decode_gemv="triton"``).
 
 Per step: each variant's step time and timings, its tokens and whether they equal ``base``'s, and for
 prefix reuse the kept positions / prompt tokens. Stats over the steps with the full 9 frames.
@@ -53,6 +55,9 @@ VARIANTS = {
     # the decode step compiled with Inductor's GEMM autotuning (Triton templates against cuBLAS) and
     # coordinate-descent tuning of its other kernels (issue 14: decode closer to the bandwidth floor)
     "grouped_tuned": dict(vision_grouped=True, prefix_reuse=False, decode_compile_options={"max_autotune": True, "coordinate_descent_tuning": True}),
+    # the decode step's one-token projections and the output head by the Triton GEMV (core/fast_generation/gemv.py)
+    "grouped_gemv": dict(vision_grouped=True, prefix_reuse=False, decode_gemv="triton"),
+    "grouped_prefix_gemv": dict(vision_grouped=True, prefix_reuse=True, decode_gemv="triton"),
 }
 
 

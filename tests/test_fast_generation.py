@@ -8,6 +8,9 @@ same token for everything, which would make "same tokens" prove nothing).
 from __future__ import annotations
 
 import logging
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -17,7 +20,7 @@ from PIL import Image
 
 from internvla_s2_node.core import prompt
 from internvla_s2_node.core.backbone import load_backbone
-from internvla_s2_node.core.fast_generation import FastGenerator, make_fast_generator
+from internvla_s2_node.core.fast_generation import FastGenerator, FastPathUnavailable, make_fast_generator
 from internvla_s2_node.core.generation import PlainGenerator
 from internvla_s2_node.core.history import history_indices
 
@@ -424,15 +427,74 @@ def test_engine_prefix_reuse_parameter(backbone):
     assert answers[True] == answers[False]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("arch", ["qwen3_vl", "qwen2_5_vl"])
-def test_cuda_graph_decoding_matches_plain(tiny_checkpoint, arch):  # noqa: F811
-    """On CUDA in float32: the graph-replayed decode gives the plain path's tokens."""
+def test_decode_gemv_wiring(backbone, monkeypatch, arch):
+    """``decode_gemv='triton'``: the one-token projections (fused q/k/v and gate/up, o_proj, down_proj, the
+    output head) go through the ``internvla_s2::gemv`` custom op, also inside the compiled decode layer; the
+    model's own layers keep their modules. On CPU the op computes ``F.linear`` (the kernel needs CUDA: its
+    values are checked in ``test_gemv_kernel_values``, its speed in benchmarks/decode_gemv.py)."""
+    from internvla_s2_node.core.fast_generation import gemv
+
+    b = backbone(arch)
+    with pytest.raises(FastPathUnavailable, match="needs CUDA"):
+        FastGenerator(b, NEW_TOKENS, decode_gemv="triton")
+    with pytest.raises(ValueError, match="decode_gemv"):
+        FastGenerator(b, NEW_TOKENS, decode_gemv="cutlass")
+    calls, compute = [], gemv._compute
+    monkeypatch.setattr(gemv, "available", lambda device: True)
+    monkeypatch.setattr(gemv, "_compute", lambda x, w, bias: (calls.append(tuple(w.shape)), compute(x, w, bias))[1])
+    fast = FastGenerator(b, NEW_TOKENS, cuda_graphs="fake", compile_decode=True, fuse_qkv=True, decode_gemv="triton")
+    _compare(PlainGenerator(b, NEW_TOKENS), fast, _episode(3, seed=29))
+    assert fast.failures == {}
+    layer = b.model.model.language_model.layers[0]
+    cfg = b.model.config.get_text_config()
+    assert {tuple(layer.self_attn.o_proj.weight.shape), tuple(layer.mlp.down_proj.weight.shape),
+            (2 * cfg.intermediate_size, cfg.hidden_size), tuple(b.model.lm_head.weight.shape)} <= set(calls)
+    assert isinstance(fast._decode_stack[0]._modules["self_attn"]._modules["o_proj"], gemv.GemvLinear)
+    assert isinstance(layer.self_attn.o_proj, torch.nn.Linear) and isinstance(layer.mlp.down_proj, torch.nn.Linear)
+
+
+_GEMV_KERNEL_PROBE = """
+import torch
+from internvla_s2_node.core.fast_generation import gemv
+gen = torch.Generator().manual_seed(0)
+for n, k, bias, dtype in ((5, 33, False, torch.float32), (130, 1500, True, torch.float32), (67, 2100, True, torch.bfloat16)):
+    w = torch.randn(n, k, generator=gen).to(dtype)
+    x = torch.randn(k, generator=gen).to(dtype)
+    b = torch.randn(n, generator=gen).to(dtype) if bias else None
+    out = torch.empty(n, dtype=dtype)
+    gemv.launch(x, w, b, out)
+    ref = w.float() @ x.float() + (b.float() if bias else 0)
+    err = (out.float() - ref).abs().max().item()
+    tol = 1e-4 if dtype == torch.float32 else 0.05 * ref.abs().max().item() / 8
+    assert err <= tol, (n, k, bias, dtype, err, tol)
+    print(n, k, bias, dtype, err)
+"""
+
+
+def test_gemv_kernel_values(tmp_path):
+    """The Triton GEMV's values (masked row and column tails, bias, bf16 inputs with fp32 accumulation)
+    against an fp32 reference, run by Triton's interpreter on the CPU (TRITON_INTERPRET=1, in a process of
+    its own: the variable is read when the kernel is defined)."""
+    pytest.importorskip("triton")
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run([sys.executable, "-c", _GEMV_KERNEL_PROBE], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(proc.stdout.strip().splitlines()) == 3
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("decode_gemv", ["cublas", "triton"])
+@pytest.mark.parametrize("arch", ["qwen3_vl", "qwen2_5_vl"])
+def test_cuda_graph_decoding_matches_plain(tiny_checkpoint, arch, decode_gemv):  # noqa: F811
+    """On CUDA in float32: the graph-replayed decode gives the plain path's tokens (with cuBLAS or the
+    Triton GEMV for the one-token projections)."""
     b = load_backbone(tiny_checkpoint(arch), device="cuda", dtype="float32", attn_implementation="sdpa")
     _spread_weights(b.model)
     b.model.to("cuda")
-    plain, fast = PlainGenerator(b, NEW_TOKENS), FastGenerator(b, NEW_TOKENS)
+    plain, fast = PlainGenerator(b, NEW_TOKENS), FastGenerator(b, NEW_TOKENS, decode_gemv=decode_gemv)
     assert fast.graphs and fast.compile_decode and fast.compile_prefill and fast.vision_graphs and fast.vision_grouped
+    assert fast.gemv == (decode_gemv == "triton")
     _compare(plain, fast, _episode(12, seed=17))
     assert fast.failures == {}
     assert fast.stats["prefill_graphs_captured"] >= 2 and fast.stats["decode_graphs_captured"] >= 1

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from .gemv import GemvLinear
 from .graphs import _capture
 from .kv import _layer_call, _LayerKV
 
@@ -54,10 +55,14 @@ def _shallow_copy(module: torch.nn.Module) -> torch.nn.Module:
     return clone
 
 
-def _layer_copies(layers, fused=(), attn: str | None = None) -> list[torch.nn.Module]:
+UNFUSED = {"self_attn": "o_proj", "mlp": "down_proj"}  # the decode step's projections that are not fused
+
+
+def _layer_copies(layers, fused=(), attn: str | None = None, gemv: bool = False) -> list[torch.nn.Module]:
     """The fast path's own copies of the decoder layers: same weights, every attention's ``layer_idx``
     0 (each layer gets its own cache object, so one compiled layer serves all), and for decoding the
-    attention set to ``attn`` (through a copy of its config) and the fused projections in place. The
+    attention set to ``attn`` (through a copy of its config), the fused projections in place and, with
+    ``gemv``, the other projections (``UNFUSED``) computed by the Triton GEMV. The
     model's layers are never changed, so the plain path may run in another thread while the fast path
     is compiled or captured (``core.warm_start``)."""
     by_parent = {id(f.parent): f for f in fused}
@@ -72,6 +77,9 @@ def _layer_copies(layers, fused=(), attn: str | None = None) -> list[torch.nn.Mo
             child_copy = _shallow_copy(child)
             if id(child) in by_parent:
                 by_parent[id(child)].install(child_copy)
+            projection = getattr(child, UNFUSED[name], None) if gemv else None
+            if isinstance(projection, torch.nn.Linear):
+                child_copy._modules[UNFUSED[name]] = GemvLinear(projection)
             if name == "self_attn" and hasattr(child, "layer_idx"):
                 child_copy.layer_idx = 0
             config = getattr(child, "config", None) if name == "self_attn" and attn is not None else None

@@ -31,12 +31,12 @@ class _FusedProjections:
     QKV = ("q_proj", "k_proj", "v_proj")
     GATE_UP = ("gate_proj", "up_proj")
 
-    def __init__(self, parent: torch.nn.Module, names: tuple[str, ...]) -> None:
+    def __init__(self, parent: torch.nn.Module, names: tuple[str, ...], linear=torch.nn.functional.linear) -> None:
         mods = [getattr(parent, n) for n in names]
         biases = [m.bias for m in mods]
         if any(b is None for b in biases) and not all(b is None for b in biases):
             raise FastPathUnavailable(f"{'/'.join(names)} projections mix bias and no bias")
-        self.parent, self.names, self.originals = parent, names, mods
+        self.parent, self.names, self.originals, self.linear = parent, names, mods, linear
         self.sizes = [m.weight.shape[0] for m in mods]
         self.weight = self._fuse([m.weight for m in mods])
         self.bias = None if biases[0] is None else self._fuse(biases)
@@ -55,7 +55,7 @@ class _FusedProjections:
 
     def _project(self, i: int, x):
         if self._input is not x:
-            self._outputs = torch.nn.functional.linear(x, self.weight, self.bias).split(self.sizes, dim=-1)
+            self._outputs = self.linear(x, self.weight, self.bias).split(self.sizes, dim=-1)
             self._input = x
         return self._outputs[i]
 
@@ -69,12 +69,13 @@ class _FusedProjections:
         self._input, self._outputs = None, ()
 
 
-def _fuse_layers(layers, fuse_mlp: bool) -> list[_FusedProjections]:
+def _fuse_layers(layers, fuse_mlp: bool, linear=torch.nn.functional.linear) -> list[_FusedProjections]:
+    """The fused projections of ``layers``; ``linear`` computes them (``gemv.gemv``: the Triton GEMV)."""
     fused = []
     for layer in layers:
         for parent, names in ((getattr(layer, "self_attn", None), _FusedProjections.QKV), (getattr(layer, "mlp", None), _FusedProjections.GATE_UP)):
             if parent is None or (names is _FusedProjections.GATE_UP and not fuse_mlp):
                 continue
             if all(isinstance(getattr(parent, n, None), torch.nn.Linear) for n in names):
-                fused.append(_FusedProjections(parent, names))
+                fused.append(_FusedProjections(parent, names, linear))
     return fused

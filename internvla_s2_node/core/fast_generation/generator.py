@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ..generation import Generated
+from . import gemv
 from .decode import DECODE_ATTENTION, DecodeMixin, _layer_copies, _register_decode_attention
 from .frames import FramesMixin, _FrameEntry
 from .fused import _FusedProjections, _fuse_layers
@@ -52,6 +53,7 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
         prefix_reuse: bool = False,
         vision_grouped: bool | None = None,
         decode_compile_options: dict | None = None,
+        decode_gemv: str | None = None,
     ) -> None:
         self.backbone = backbone
         self.max_new_tokens = int(max_new_tokens)
@@ -142,8 +144,15 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
         # Decode-time fused q/k/v and gate/up GEMVs (weights re-laid as views: no extra memory).
         if fuse_qkv is None:
             fuse_qkv = cuda
-        self._fused: list[_FusedProjections] = _fuse_layers(lm.layers, fuse_mlp=not self.is_moe) if fuse_qkv else []
-        self._decode_stack = _layer_copies(lm.layers, self._fused, self.decode_attn)
+        # One-token projections (decode steps, the output head) by cuBLAS or the Triton GEMV (``gemv``).
+        if decode_gemv not in (None, "cublas", "triton"):
+            raise ValueError(f"decode_gemv must be 'cublas' or 'triton', got {decode_gemv!r}")
+        if decode_gemv == "triton" and not gemv.available(self.device):
+            raise FastPathUnavailable("decode_gemv 'triton' needs CUDA and Triton")
+        self.gemv = decode_gemv == "triton"
+        linear = gemv.gemv if self.gemv else torch.nn.functional.linear
+        self._fused: list[_FusedProjections] = _fuse_layers(lm.layers, fuse_mlp=not self.is_moe, linear=linear) if fuse_qkv else []
+        self._decode_stack = _layer_copies(lm.layers, self._fused, self.decode_attn, gemv=self.gemv)
         self._prefill_stack = _layer_copies(lm.layers)
         # Image preprocessing on the GPU (torchvision backend), per frame size only where it gives the
         # CPU's exact pixel values (checked on the first frame of each size).

@@ -7,14 +7,17 @@ import time
 
 import torch
 
+from .gemv import gemv
 from .graphs import _DoneEvent
 
 
 class TokensMixin:
-    """``FastGenerator``'s token choice and reading (state: ``_out``, ``_seen``, ``_host_tokens``)."""
+    """``FastGenerator``'s token choice and reading (state: ``_out``, ``_seen``, ``_host_tokens``; ``gemv``: the
+    output projection by the Triton GEMV)."""
 
     def _next_token(self, hidden_last: torch.Tensor) -> None:
-        logits = self.model.lm_head(hidden_last).float()
+        head = self.model.lm_head
+        logits = (gemv(hidden_last, head.weight, head.bias) if self.gemv else head(hidden_last)).float()
         if self.repetition_penalty != 1.0:
             p = self.repetition_penalty
             logits = torch.where(self._seen.view(1, -1), torch.where(logits < 0, logits * p, logits / p), logits)
