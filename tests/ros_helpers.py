@@ -192,13 +192,13 @@ class Probe(Node):
         with self._lock:
             self.received.clear()
 
-    def send_frame(self, stamp: float, depth: bool = True, odom: bool = True, **kw) -> None:
+    def send_frame(self, stamp: float, depth: bool = True, odom: bool = True, depth_encoding: str = "32FC1", **kw) -> None:
         """Odometry, camera info and depth first, then the color image, all with ``stamp``."""
         if odom:
             self.odom_pub.publish(odom_msg(stamp))
         self.info_pub.publish(camera_info_msg(stamp))
         if depth:
-            self.depth_pub.publish(depth_msg(stamp))
+            self.depth_pub.publish(depth_msg(stamp, encoding=depth_encoding))
         self.image_pub.publish(color_msg(stamp, **kw))
 
     def instruct(self, text: str) -> None:

@@ -279,6 +279,22 @@ def test_a_second_look_down_tilts_the_third_turns_camera_pose_twice(context):
         assert probe.get("raw_output")[-1].data == "↓\n↓\n5,40"
 
 
+def test_millimetre_depth_gives_the_waypoint_of_metres(context):
+    """16UC1 depth stays integers in the node (``MillimetreDepth``) until the projection reads it: the
+    waypoint is the one a 32FC1 image of the same metres gives."""
+    positions = {}
+    for encoding in ("32FC1", "16UC1"):
+        with running(context, ["20,30"]) as (node, probe):
+            probe.instruct("walk to the sofa")
+            assert T.wait_for(lambda: node._instruction, 5)
+            send(probe, 6, period=0.06, depth_encoding=encoding)
+            assert T.wait_for(lambda: probe.get("waypoint"), 5)
+            p = probe.get("waypoint")[0].pose.position
+            positions[encoding] = (p.x, p.y, p.z)
+    assert positions["16UC1"] == pytest.approx(positions["32FC1"], abs=1e-6)
+    assert positions["16UC1"][0] > 0
+
+
 def test_far_waypoint_is_withheld_and_reported(context):
     with running(context, ["20,30"], params=[Parameter("max_waypoint_distance", value=0.5)]) as (node, probe):
         probe.instruct("go far")
