@@ -1,7 +1,7 @@
 """The decode step's weight GEMVs (one token, bf16) of each body: cuBLAS (torch's ``F.linear``, what the fast
 path runs) against a Triton GEMV, per shape. Issue 14 item 4, "decode closer to the bandwidth floor": the 8B
 decode step's GEMVs ran at 68-90% of the H200's bandwidth (``results/decode_profile_nvidia-h200_2026-12-03.log``);
-this says whether another kernel gets closer before any of it is wired into the fast path.
+this measured the kernel the fast path now uses (``core/fast_generation/gemv.py``), autotuned per shape.
 
 Each kernel is timed in a CUDA graph of back-to-back calls over distinct weight copies (more bytes than the
 L2 cache holds, as the 36 layers of a real step), so launch gaps and cache hits are what they are in the
@@ -24,11 +24,12 @@ import sys
 
 import torch
 import triton
-import triton.language as tl
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
 from timing import write_json_md  # noqa: E402  (benchmarks/, the script's folder)
+
+from internvla_s2_node.core.fast_generation import gemv  # noqa: E402
 
 VOCAB = {"8B": 151936, "2B": 151936, "q25-7B": 152064}
 L2_BYTES = 60 * 2**20  # H100 / H200: 50 MiB of L2; weights cycled through exceed it
@@ -55,22 +56,7 @@ def _configs():
             for bn in (2, 4, 8, 16) for bk in (256, 512, 1024) for w in (4, 8) for s in (1, 2)]  # fmt: skip
 
 
-@triton.jit
-def _gemv_kernel(x_ptr, w_ptr, y_ptr, N, K, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
-    """y[n] = sum_k w[n, k] * x[k] for BLOCK_N rows of a row-major ``w``, fp32 accumulation."""
-    rows = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    row_ok = rows < N
-    acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
-        cols = k0 + tl.arange(0, BLOCK_K)
-        col_ok = cols < K
-        xk = tl.load(x_ptr + cols, mask=col_ok, other=0.0).to(tl.float32)
-        w = tl.load(w_ptr + rows[:, None].to(tl.int64) * K + cols[None, :], mask=row_ok[:, None] & col_ok[None, :], other=0.0)
-        acc += w.to(tl.float32) * xk[None, :]
-    tl.store(y_ptr + rows, tl.sum(acc, axis=1).to(y_ptr.dtype.element_ty), mask=row_ok)
-
-
-_tuned = triton.autotune(configs=_configs(), key=["N", "K"])(_gemv_kernel)
+_tuned = triton.autotune(configs=_configs(), key=["N", "K"])(gemv._gemv_kernel)  # the fast path's kernel, tuned here
 
 
 def triton_gemv(x: torch.Tensor, w: torch.Tensor, y: torch.Tensor, config: dict | None = None) -> torch.Tensor:
@@ -79,9 +65,9 @@ def triton_gemv(x: torch.Tensor, w: torch.Tensor, y: torch.Tensor, config: dict 
     if config is not None:
         meta = dict(config)
         warps, stages = meta.pop("num_warps", 4), meta.pop("num_stages", 1)
-        _gemv_kernel[(triton.cdiv(n, meta["BLOCK_N"]),)](x, w, y, n, k, **meta, num_warps=warps, num_stages=stages)
+        gemv._gemv_kernel[(triton.cdiv(n, meta["BLOCK_N"]),)](x, w, w, y, n, k, HAS_BIAS=False, **meta, num_warps=warps, num_stages=stages)
     else:
-        _tuned[lambda meta: (triton.cdiv(n, meta["BLOCK_N"]),)](x, w, y, n, k)
+        _tuned[lambda meta: (triton.cdiv(n, meta["BLOCK_N"]),)](x, w, w, y, n, k, HAS_BIAS=False)
     return y
 
 
