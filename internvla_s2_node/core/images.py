@@ -70,9 +70,12 @@ class FrameResizer:
         h_in, w_in = rgb.shape[:2]
         cuts = self._plan(w_in, h_in, width, height)
         pool = self._pool
-        if cuts is None or pool is None:
-            return resize_rgb(rgb, width, height)
-        return self._banded(pool, Image.fromarray(rgb), width, height, cuts)
+        if cuts is not None and pool is not None:
+            try:
+                return self._banded(pool, Image.fromarray(rgb), width, height, cuts)
+            except RuntimeError:  # closed by another thread meanwhile (the engine's cleanup)
+                pass
+        return resize_rgb(rgb, width, height)
 
     def close(self) -> None:
         if self._pool is not None:
