@@ -111,7 +111,8 @@ def image_to_depth(msg: Image, lazy: bool = False) -> np.ndarray | MillimetreDep
     if arr.dtype == np.uint16:  # millimetres are finite, so "valid" is "not all zero"
         if not arr.any():
             raise BadMessage("depth image has no finite positive value (all zero)")
-        return MillimetreDepth(arr) if lazy else np.multiply(arr, np.float32(0.001), dtype=np.float32)
+        depth_mm = MillimetreDepth(arr)
+        return depth_mm if lazy else np.asarray(depth_mm)  # one conversion formula: MillimetreDepth's
     depth = arr.astype(np.float32, copy=True)
     with np.errstate(invalid="ignore"):
         valid = np.isfinite(depth) & (depth > 0)
