@@ -22,6 +22,14 @@ fi
 stamp="$VENV/.requirements.sha"
 want=$(cat requirements.txt setup.py | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    # torch's CUDA build fills most of a new venv (6.3 GiB measured); a full disk fails deep inside pip.
+    need_gib=1
+    ls -d "$VENV"/lib/python3*/site-packages/torch >/dev/null 2>&1 || need_gib=7
+    free_gib=$(df -Pk "$VENV" | awk 'NR==2 {print int($4 / 1048576)}')
+    if [ "$free_gib" -lt "$need_gib" ]; then
+        echo "setup.sh: $free_gib GiB free where $VENV lives, the pinned packages need about $need_gib GiB; free disk space (old clones' .venv folders, /tmp) and run it again" >&2
+        exit 1
+    fi
     echo "[setup] installing pinned requirements (first run: a few minutes)"
     "$VENV/bin/pip" install -q --upgrade pip
     "$VENV/bin/pip" install -q -r requirements.txt
