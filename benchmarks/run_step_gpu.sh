@@ -56,7 +56,7 @@ else
   echo "SKIPPED the CUDA tests: $(left)s left" | tee -a "$LOG"
 fi
 # Last, if time is left: the 8B decode step compiled with GEMM autotuning, against the default compile.
-if [ -n "${TUNE_SIZE:-8B}" ] && [ "$(left)" -gt "${TUNE_MIN_S:-120}" ]; then
+if [ -n "${TUNE_SIZE-8B}" ] && [ "$(left)" -gt "${TUNE_MIN_S:-120}" ]; then  # TUNE_SIZE= (empty) skips it
   L=$(left)
   timeout $((L - 5)) $PY benchmarks/step_variants.py $TINY_ARG --size "${TUNE_SIZE:-8B}" --variants grouped,grouped_tuned --steps "${TUNE_STEPS:-16}" \
     --new-tokens 10 $TOK_ARG --cache-dir "$S2CC/${TUNE_SIZE:-8B}" --deadline-s $((L - 15)) --out "$R/tuned" 2>&1 | grep -v -i "warn" | tee -a "$LOG"

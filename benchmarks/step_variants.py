@@ -14,7 +14,10 @@ Variants (``--variants``):
 * ``prefix``: per-segment vision attention + prefix reuse;
 * ``grouped_tuned``: grouped, the decode step compiled with max_autotune + coordinate_descent_tuning;
 * ``grouped_gemv``, ``grouped_prefix_gemv``: grouped (+ prefix reuse), the decode's one-token projections and
-  the output head by the Triton GEMV (``decode_gemv="triton"``).
+  the output head by the Triton GEMV (``decode_gemv="triton"``);
+* ``prefix_gemv_blocks``, ``prefix_gemv_tower``, ``prefix_gemv_tower_cv``: grouped + prefix reuse + GEMV, the
+  vision tower's blocks one CUDA graph each, or the whole tower from one graph per frame shape
+  (``vision_tower_graph``), with its blocks compiled inside it (``compile_vision``).
 
 Per step: each variant's step time and timings, its tokens and whether they equal ``base``'s, and for
 prefix reuse the kept positions / prompt tokens. Stats over the steps with the full 9 frames.
@@ -58,6 +61,11 @@ VARIANTS = {
     # the decode step's one-token projections and the output head by the Triton GEMV (core/fast_generation/gemv.py)
     "grouped_gemv": dict(vision_grouped=True, prefix_reuse=False, decode_gemv="triton"),
     "grouped_prefix_gemv": dict(vision_grouped=True, prefix_reuse=True, decode_gemv="triton"),
+    # the vision tower: its blocks one CUDA graph each between eager grid work, or the whole tower from one
+    # graph per frame shape (its grid constants recorded), optionally with the blocks compiled inside it
+    "prefix_gemv_blocks": dict(vision_grouped=True, prefix_reuse=True, decode_gemv="triton", vision_tower_graph=False),
+    "prefix_gemv_tower": dict(vision_grouped=True, prefix_reuse=True, decode_gemv="triton", vision_tower_graph=True),
+    "prefix_gemv_tower_cv": dict(vision_grouped=True, prefix_reuse=True, decode_gemv="triton", vision_tower_graph=True, compile_vision=True),
 }
 
 

@@ -125,13 +125,15 @@ def test_same_tokens_as_plain_over_an_episode(backbone, arch, attn):
     _compare(plain, fast, _episode(12))
 
 
+@pytest.mark.parametrize("tower", [True, False], ids=["tower_graph", "block_graphs"])
 @pytest.mark.parametrize("arch", ["qwen3_vl", "qwen2_5_vl", "qwen3_vl_moe"])
-def test_graph_plumbing_with_stand_in_graphs(backbone, arch):
+def test_graph_plumbing_with_stand_in_graphs(backbone, arch, tower):
     """The CUDA-graph code paths (static buffers filled before a replay, outputs read after it; prefill
-    per bucket, decode, every vision block) on CPU, with a stand-in that replays by re-running."""
+    per bucket, decode, the whole vision tower per frame shape or every vision block) on CPU, with a
+    stand-in that replays by re-running."""
     b = backbone(arch)
     plain = PlainGenerator(b, NEW_TOKENS)
-    fast = FastGenerator(b, NEW_TOKENS, cuda_graphs="fake", vision_graphs=True, fuse_qkv=True, device_preprocess=True)
+    fast = FastGenerator(b, NEW_TOKENS, cuda_graphs="fake", vision_graphs=True, fuse_qkv=True, device_preprocess=True, vision_tower_graph=tower)
     assert fast.vision_grouped  # graphs captured around the grouped attention
     layers = b.model.model.language_model.layers
     assert sum(f.names == ("q_proj", "k_proj", "v_proj") for f in fast._fused) == len(layers)
@@ -142,15 +144,18 @@ def test_graph_plumbing_with_stand_in_graphs(backbone, arch):
     assert fast.failures == {}
     assert fast.stats["device_preprocess_sizes"] == 2  # 384x384 and the look-down size, each checked once
     assert fast.stats["prefill_graphs_captured"] >= 2 and fast.stats["decode_graphs_captured"] >= 1
-    assert fast.stats["vision_graphs_captured"] == 2 * len(b.model.model.visual.blocks)  # 384x384 and look-down shapes
+    if tower:  # one tower graph per frame shape (384x384 and look-down), no block graphs
+        assert fast.stats["vision_tower_graphs_captured"] == 2 and fast.stats["vision_graphs_captured"] == 0
+    else:
+        assert fast.stats["vision_graphs_captured"] == 2 * len(b.model.model.visual.blocks)
 
 
 @pytest.mark.parametrize(
     "options",
     [dict(compile_decode=True, fuse_qkv=True), dict(compile_decode=True, fuse_qkv=True, compile_scope="model"),
-     dict(vision_graphs=True, compile_vision=True),
+     dict(vision_graphs=True, compile_vision=True, vision_tower_graph=False), dict(vision_graphs=True, compile_vision=True),
      dict(compile_decode=True, fuse_qkv=True, decode_compile_options={"coordinate_descent_tuning": True})],
-    ids=["decode_step", "decode_step_whole", "vision_blocks", "decode_step_own_options"],
+    ids=["decode_step", "decode_step_whole", "vision_blocks", "vision_tower", "decode_step_own_options"],
 )
 def test_compiled_parts(backbone, options):
     """The decode step (one decoder layer compiled for all layers, or the whole step), or each vision
@@ -173,9 +178,13 @@ def test_compiled_parts(backbone, options):
         default.generate(*_episode(1, seed=23)[0])
         assert counters["stats"]["unique_graphs"] == 2
         assert fast._decode_fn.keywords["layer_fn"]._torchdynamo_orig_callable is generator._decode_layer_tuned
-    if options.get("compile_vision"):
-        n_blocks = len(b.model.model.visual.blocks)
-        assert fast.stats["vision_graphs_captured"] in (n_blocks, 2 * n_blocks)  # per frame shape (384x384, look-down)
+    if options.get("compile_vision"):  # per frame shape (384x384, look-down): the tower's graph or its blocks'
+        assert counters["stats"]["unique_graphs"] >= 1  # the blocks went through dynamo
+        if fast.vision_tower_graph:
+            assert fast.stats["vision_tower_graphs_captured"] in (1, 2) and fast.stats["vision_graphs_captured"] == 0
+        else:
+            n_blocks = len(b.model.model.visual.blocks)
+            assert fast.stats["vision_graphs_captured"] in (n_blocks, 2 * n_blocks)
 
 
 @pytest.mark.parametrize(
@@ -483,6 +492,52 @@ def test_gemv_kernel_values(tmp_path):
     assert len(proc.stdout.strip().splitlines()) == 3
 
 
+@pytest.mark.parametrize("arch", ["qwen3_vl", "qwen2_5_vl"])
+def test_tower_grid_constants_are_recorded_and_equal_the_towers_own(backbone, arch):
+    """Issue 14 item 4 (vision): the grid-only work of the tower's forward (rotary positions, segment bounds,
+    Qwen2.5-VL's window order, Qwen3-VL's position-embedding interpolation) is recorded once per frame shape
+    through transformers' own helpers; given back as their precomputed keyword arguments, the tower gives
+    exactly its own output, with the segment bounds on the host (so a captured forward never waits)."""
+    from internvla_s2_node.core.fast_generation import vision
+
+    b = backbone(arch)
+    fast = FastGenerator(b, NEW_TOKENS)
+    entry = fast._entry({}, None, _frames(1, seed=3)[0])
+    grid = torch.tensor([entry.grid])
+    with torch.inference_mode():
+        own, constants = vision.record_grid_constants(fast.visual, lambda: fast._tower_outputs(fast.visual(entry.pixels, grid_thw=grid)))
+        again = fast._tower_outputs(fast.visual(entry.pixels, grid_thw=grid, **constants))
+    want = {"position_ids", "cu_seqlens"} | ({"window_index", "cu_window_seqlens"} if arch == "qwen2_5_vl" else {"interp_indices", "interp_weights"})
+    assert set(constants) == want
+    assert all(constants[k].device.type == "cpu" for k in vision.HOST_KEYS if k in constants)
+    assert vision._same_outputs(again, own)
+    # the helpers are the modeling module's own again
+    module = sys.modules[type(fast.visual).__module__]
+    assert all(getattr(module, n).__module__ == "transformers.vision_utils" for n in vision.GRID_HELPERS if hasattr(module, n))
+
+
+def test_tower_graph_falls_back_to_block_graphs_when_its_check_fails(backbone, monkeypatch):
+    """A tower whose recorded constants do not reproduce its own output (a transformers release that uses
+    its grid differently) is not captured: the failure is noted once and the blocks' graphs serve, with
+    the plain path's tokens."""
+    from internvla_s2_node.core.fast_generation import vision
+
+    real = vision.record_grid_constants
+
+    def wrong_positions(visual, run):
+        out, constants = real(visual, run)
+        constants["position_ids"] = constants["position_ids"].flip(0)
+        return out, constants
+
+    monkeypatch.setattr(vision, "record_grid_constants", wrong_positions)
+    b = backbone("qwen3_vl")
+    plain = PlainGenerator(b, NEW_TOKENS)
+    fast = FastGenerator(b, NEW_TOKENS, cuda_graphs="fake", vision_graphs=True)
+    _compare(plain, fast, _episode(4, seed=29))
+    assert set(fast.failures) == {"vision_tower"} and "differs from its own output" in fast.failures["vision_tower"]
+    assert fast.stats["vision_tower_graphs_captured"] == 0 and fast.stats["vision_graphs_captured"] >= len(b.model.model.visual.blocks)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("decode_gemv", ["cublas", "triton"])
 @pytest.mark.parametrize("arch", ["qwen3_vl", "qwen2_5_vl"])
@@ -498,7 +553,8 @@ def test_cuda_graph_decoding_matches_plain(tiny_checkpoint, arch, decode_gemv): 
     _compare(plain, fast, _episode(12, seed=17))
     assert fast.failures == {}
     assert fast.stats["prefill_graphs_captured"] >= 2 and fast.stats["decode_graphs_captured"] >= 1
-    assert fast.stats["vision_graphs_captured"] >= len(b.model.model.visual.blocks)
+    # the whole tower from one graph per frame shape (nothing in its captured forward waited for the device)
+    assert fast.vision_tower_graph and fast.stats["vision_tower_graphs_captured"] == 2 and fast.stats["vision_graphs_captured"] == 0
 
 
 

@@ -1,10 +1,11 @@
-"""Vision encoding: the model's own tower on the frames not encoded yet, its blocks replayed from CUDA
-graphs (optionally compiled first) and their attention grouped by segment length while a fast generator
-encodes."""
+"""Vision encoding: the model's own tower on the frames not encoded yet, replayed from one CUDA graph per
+frame shape (else its blocks from a graph each; optionally compiled first), its attention grouped by
+segment length while a fast generator encodes."""
 
 from __future__ import annotations
 
 import copy
+import sys
 import threading
 
 import torch
@@ -108,6 +109,61 @@ class _VisionGraphContext:
         return hit[1]
 
 
+# The tower's grid-only helpers (``transformers.vision_utils``, called from the modeling module) and the
+# keyword arguments under which the tower's forward takes their results precomputed (each helper pops its
+# own). With them recorded for one grid, the forward is pure device work: a CUDA graph can hold all of it.
+GRID_HELPERS = {
+    "get_vision_position_ids": ("position_ids",),
+    "get_vision_cu_seqlens": ("cu_seqlens",),
+    "get_vision_attention_seqlens": ("cu_seqlens", "max_seqlen"),
+    "get_vision_window_index": ("window_index", "cu_window_seqlens"),
+    "get_vision_interpolation_indices_and_weights": ("interp_indices", "interp_weights"),
+    "get_vision_bilinear_indices_and_weights": ("bilinear_indices", "bilinear_weights"),
+}
+# Segment bounds that sdpa/eager vision attention only splits by (``.tolist()``): kept on the host, so
+# that nothing in the captured forward waits for the device.
+HOST_KEYS = ("cu_seqlens", "cu_window_seqlens")
+_record_lock = threading.Lock()
+
+
+def record_grid_constants(visual: torch.nn.Module, run):
+    """``run()`` (a call of ``visual``) with the grid helpers of ``visual``'s modeling module recorded:
+    returns ``run()``'s result and the keyword arguments that give the tower those results precomputed.
+    Other threads calling the tower meanwhile (the plain path) go through the helpers unchanged."""
+    module = sys.modules[type(visual).__module__]
+    names = [n for n in GRID_HELPERS if callable(module.__dict__.get(n))]
+    owner, recorded = threading.get_ident(), {}
+
+    def recording(name, helper):
+        def call(*args, **kwargs):
+            result = helper(*args, **kwargs)
+            if threading.get_ident() == owner:
+                values = result if isinstance(result, tuple) else (result,)
+                recorded.update({k: v for k, v in zip(GRID_HELPERS[name], values) if v is not None})
+            return result
+
+        return call
+
+    with _record_lock:
+        originals = {n: module.__dict__[n] for n in names}
+        try:
+            for name in names:
+                setattr(module, name, recording(name, originals[name]))
+            out = run()
+        finally:
+            for name, helper in originals.items():
+                setattr(module, name, helper)
+    for key in HOST_KEYS:
+        if isinstance(recorded.get(key), torch.Tensor):
+            recorded[key] = recorded[key].to("cpu")
+    return out, recorded
+
+
+def _same_outputs(a, b) -> bool:
+    (ma, da), (mb, db) = a, b
+    return torch.equal(ma, mb) and len(da) == len(db) and all(torch.equal(x, y) for x, y in zip(da, db))
+
+
 class VisionMixin:
     """``FastGenerator``'s tower calls (state: ``visual``, ``vision_graphs``, ``_vision_graphs``, ``_pool``)."""
 
@@ -123,10 +179,9 @@ class VisionMixin:
                 self._encode([e])
             return
         pixels = torch.cat([e.pixels for e in misses], dim=0)
-        grid = torch.tensor([e.grid for e in misses], dtype=torch.long, device=self.device)
         self.encoding = True
         try:
-            merged, deep = self._run_tower(pixels, grid)
+            merged, deep = self._run_tower(pixels, [e.grid for e in misses])
         finally:
             self.encoding = False
         self.stats["vision_calls"] += 1
@@ -135,16 +190,62 @@ class VisionMixin:
         merged_parts = torch.split(merged, sizes)
         deep_parts = [torch.split(d, sizes) for d in deep]
         for i, e in enumerate(misses):
-            # Views into the tower's outputs: the mergers run eagerly, so these are fresh tensors (not a
-            # block graph's static buffer) and need no copy.
+            # Views into the tower's outputs: fresh tensors (the mergers run eagerly, or the tower graph's
+            # outputs were copied), not a graph's static buffer, so they need no copy.
             e.feats = (merged_parts[i], [d[i] for d in deep_parts])
 
-    def _run_tower(self, pixels: torch.Tensor, grid: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    def _run_tower(self, pixels: torch.Tensor, grids: list[tuple[int, int, int]]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        if self.vision_tower_graph and len(grids) == 1 and not {"vision_tower", "vision"} & set(self.failures):
+            try:
+                return self._tower_replay(pixels, grids[0])
+            except Exception as exc:  # noqa: BLE001 - the tower with its blocks' graphs from now on
+                self._note_failure("vision_tower", exc)
+        grid = torch.tensor(grids, dtype=torch.long, device=self.device)
+        return self._tower_outputs(self._run_tower_blocks(pixels, grid))
+
+    def _tower_context(self, graphs: dict | None) -> _VisionGraphContext:
+        return _VisionGraphContext(self.device, self.fake_graphs, self.stats, graphs, self._pool, self.compile_vision and graphs is not None,
+                                   self.vision_grouped)  # fmt: skip
+
+    def _tower_replay(self, pixels: torch.Tensor, grid: tuple[int, int, int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """One frame through the whole tower replayed from its CUDA graph (captured per frame shape,
+        after its output with the recorded grid constants equalled the tower's own); the outputs are
+        copied out of the graph's buffers (the frame cache keeps them across steps)."""
+        key = ("tower", grid, tuple(pixels.shape), pixels.dtype)
+        entry = self._vision_graphs.get(key)
+        if entry is None:
+            entry = self._vision_graphs[key] = self._capture_tower(pixels, torch.tensor([grid], dtype=torch.long, device=self.device))
+            self.stats["vision_tower_graphs_captured"] += 1
+        graph, pixel_buf, _ = entry
+        pixel_buf.copy_(pixels)
+        merged, deep = graph.replay()
+        return merged.clone(), [d.clone() for d in deep]
+
+    def _capture_tower(self, pixels: torch.Tensor, grid: torch.Tensor):
+        # The blocks run directly inside the capture (grouped and compiled as configured), not from their own graphs.
+        _BlockGraphs.local.ctx = ctx = self._tower_context(None)
+        ctx.compile = self.compile_vision
+        try:
+            reference, constants = record_grid_constants(self.visual, lambda: self._tower_outputs(self.visual(pixels, grid_thw=grid)))
+            pixel_buf = pixels.clone()
+
+            def tower():
+                return self._tower_outputs(self.visual(pixel_buf, grid_thw=grid, **constants))
+
+            if not _same_outputs(tower(), reference):
+                raise RuntimeError(f"the tower with its recorded grid constants ({', '.join(sorted(constants))}) differs from its own output")
+            graph = _capture(tower, self.device, self.fake_graphs, self._pool)
+            if not _same_outputs(graph.replay(), reference):
+                raise RuntimeError("the tower's graph replay differs from its own output")
+        finally:
+            _BlockGraphs.local.ctx = None
+        return graph, pixel_buf, grid  # the graph may read the grid's device memory: kept alive with it
+
+    def _run_tower_blocks(self, pixels: torch.Tensor, grid: torch.Tensor):
         out = None
         graphs = self.vision_graphs and "vision" not in self.failures
         if graphs or (self.vision_grouped and "vision_grouped" not in self.failures):
-            _BlockGraphs.local.ctx = _VisionGraphContext(self.device, self.fake_graphs, self.stats, self._vision_graphs if graphs else None,
-                                                         self._pool, self.compile_vision and graphs, self.vision_grouped)  # fmt: skip
+            _BlockGraphs.local.ctx = self._tower_context(self._vision_graphs if graphs else None)
             try:
                 out = self.visual(pixels, grid_thw=grid)
             except Exception as exc:  # noqa: BLE001 - any capture trouble: encode eagerly from now on
@@ -153,6 +254,10 @@ class VisionMixin:
                 _BlockGraphs.local.ctx = None
         if out is None:
             out = self.visual(pixels, grid_thw=grid)
+        return out
+
+    @staticmethod
+    def _tower_outputs(out) -> tuple[torch.Tensor, list[torch.Tensor]]:
         if isinstance(out, torch.Tensor):  # older releases: the merged tokens alone
             return out, []
         if isinstance(out, tuple) and not hasattr(out, "pooler_output"):  # older Qwen3-VL: (merged, deepstack)
