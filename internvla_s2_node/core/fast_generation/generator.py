@@ -112,9 +112,10 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
         self.vision_graphs = bool(vision_graphs) and hasattr(visual, "blocks")
         # Each vision block compiled (its elementwise ops fused) before its graph is captured.
         self.compile_vision = bool(compile_vision) and self.vision_graphs
-        # A one-frame call replays the whole tower from one graph per frame shape (its grid constants
-        # recorded once), not the blocks one graph each between eager position and window work.
-        self.vision_tower_graph = self.vision_graphs if vision_tower_graph is None else bool(vision_tower_graph) and self.vision_graphs
+        # ``vision_tower_graph``: a one-frame call replays the whole tower from one graph per frame shape (its
+        # grid constants recorded once), not the blocks one graph each between eager position and window
+        # work. Off by default until it is measured on a GPU (benchmarks/step_variants.py, prefix_gemv_tower).
+        self.vision_tower_graph = bool(vision_tower_graph) and self.vision_graphs
         # sdpa vision attention: one call per distinct segment length (image, or Qwen2.5-VL window), not per segment.
         blocks = getattr(visual, "blocks", None) or []
         groupable = vision_attn == "sdpa" and all(getattr(getattr(b, "attn", None), "config", None) is not None for b in blocks) and len(blocks) > 0
