@@ -17,7 +17,8 @@ Variants (``--variants``):
   the output head by the Triton GEMV (``decode_gemv="triton"``);
 * ``prefix_gemv_blocks``, ``prefix_gemv_tower``, ``prefix_gemv_tower_cv``: grouped + prefix reuse + GEMV, the
   vision tower's blocks one CUDA graph each, or the whole tower from one graph per frame shape
-  (``vision_tower_graph``), with its blocks compiled inside it (``compile_vision``).
+  (``vision_tower_graph``), with its blocks compiled inside it (``compile_vision``);
+* ``prefix_gemv_tower_attn``: ``prefix_gemv_tower`` with the decode attention by the Triton kernels.
 
 Per step: each variant's step time and timings, its tokens and whether they equal ``base``'s, and for
 prefix reuse the kept positions / prompt tokens. Stats over the steps with the full 9 frames.
@@ -66,6 +67,9 @@ VARIANTS = {
     "prefix_gemv_blocks": dict(vision_grouped=True, prefix_reuse=True, decode_gemv="triton", vision_tower_graph=False),
     "prefix_gemv_tower": dict(vision_grouped=True, prefix_reuse=True, decode_gemv="triton", vision_tower_graph=True),
     "prefix_gemv_tower_cv": dict(vision_grouped=True, prefix_reuse=True, decode_gemv="triton", vision_tower_graph=True, compile_vision=True),
+    # the decode attention by the Triton kernels (core/fast_generation/decode_attention.py), with the tower graph
+    "prefix_gemv_tower_attn": dict(vision_grouped=True, prefix_reuse=True, decode_gemv="triton", vision_tower_graph=True,
+                                   decode_attention="s2_decode_triton"),
 }
 
 

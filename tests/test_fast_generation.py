@@ -492,6 +492,99 @@ def test_gemv_kernel_values(tmp_path):
     assert len(proc.stdout.strip().splitlines()) == 3
 
 
+_ATTENTION_KERNEL_PROBE = """
+import torch
+from internvla_s2_node.core.fast_generation import decode_attention as da
+gen = torch.Generator().manual_seed(0)
+# (heads, kv heads, cache capacity, span, visible slots, head dim, dtype): several chunks with a masked tail
+# and a span shorter than the cache, 7 query heads per kv head (Qwen2.5-VL 7B), one slot visible, one group
+cases = ((8, 2, 300, 300, 251, 32, torch.float32), (28, 4, 640, 520, 517, 64, torch.bfloat16),
+         (4, 4, 130, 130, 1, 16, torch.float32), (32, 8, 256, 256, 200, 128, torch.bfloat16))
+for h, kv, cap, span, visible, d, dtype in cases:
+    q = torch.randn(1, h, 1, d, generator=gen).to(dtype)
+    k = torch.randn(1, kv, cap, d, generator=gen).to(dtype)[:, :, :span]
+    v = torch.randn(1, kv, cap, d, generator=gen).to(dtype)[:, :, :span]
+    mask = (torch.arange(span) < visible).view(1, 1, 1, span)
+    out = da.decode_attention(q, k, v, mask, d ** -0.5)
+    ref = da.reference(q.float(), k.float(), v.float(), mask, d ** -0.5)
+    err = (out.float() - ref).abs().max().item()
+    tol = 1e-5 if dtype == torch.float32 else 0.02
+    assert out.shape == (1, 1, h, d) and out.dtype == dtype and err <= tol, (h, kv, span, visible, d, dtype, err)
+    print(h, kv, span, visible, d, dtype, err)
+"""
+
+
+def test_decode_attention_kernel_values():
+    """The Triton decode attention (chunks of the cache, online fp32 softmax, masked slots not read, chunks
+    merged) against the plain formula in fp32, run by Triton's interpreter on the CPU (in a process of its
+    own: the variable is read when the kernels are defined). Its speed is for benchmarks/step_variants.py."""
+    pytest.importorskip("triton")
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run([sys.executable, "-c", _ATTENTION_KERNEL_PROBE], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert len(proc.stdout.strip().splitlines()) == 4
+
+
+_ATTENTION_DECODE_PROBE = """
+import sys, numpy as np, torch
+from PIL import Image
+from internvla_s2_node.core import prompt
+from internvla_s2_node.core.backbone import load_backbone
+from internvla_s2_node.core.fast_generation import DECODE_ATTENTION_TRITON, FastGenerator, decode_attention as da
+from internvla_s2_node.core.generation import PlainGenerator
+b = load_backbone(sys.argv[1], device="cpu", dtype="float32", attn_implementation="sdpa")
+g = torch.Generator().manual_seed(0)
+with torch.no_grad():
+    for p in b.model.parameters():
+        if p.dim() >= 2:
+            p.copy_(torch.randn(p.shape, generator=g) * 0.2)
+launches, launch = [], da.launch
+da.launch = lambda *a: (launches.append(1), launch(*a))[1]
+plain, fast = PlainGenerator(b, 4), FastGenerator(b, 4, cuda_graphs="fake", decode_attention=DECODE_ATTENTION_TRITON)
+rng = np.random.default_rng(0)
+frames = [Image.fromarray(rng.integers(0, 255, (96, 128, 3), dtype=np.uint8)) for _ in range(4)]
+answers = set()
+for t in range(4):
+    images = frames[: t + 1]
+    messages = [prompt.user_message(prompt.build_user_text("walk to the red door and stop", t, "then"), images)]
+    a, f = plain.generate(messages, images, list(range(t + 1))), fast.generate(messages, images, list(range(t + 1)))
+    assert a.token_ids == f.token_ids, (t, a.token_ids, f.token_ids)
+    answers.add(tuple(a.token_ids))
+print(len(launches), len(answers), sorted(fast.failures))
+"""
+
+
+def test_decode_attention_kernel_in_the_decode_step(tiny_checkpoint):  # noqa: F811
+    """``decode_attention=DECODE_ATTENTION_TRITON``: the decode step's attention runs the kernels (here
+    under Triton's interpreter, float32) and the answers are the plain path's."""
+    pytest.importorskip("triton")
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run([sys.executable, "-c", _ATTENTION_DECODE_PROBE, str(tiny_checkpoint("qwen3_vl"))], env=env,
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    launches, answers, failures = proc.stdout.strip().splitlines()[-1].split(" ", 2)
+    tiny_layers = 2
+    assert int(launches) >= 4 * 3 * tiny_layers  # 3 decode tokens a call, every layer
+    assert int(answers) >= 2 and failures == "[]"
+
+
+def test_decode_attention_wiring(backbone, monkeypatch):
+    """The kernels' attention is reached inside the compiled decode layer through the
+    ``internvla_s2::decode_attention`` custom op; without CUDA (or the interpreter) it is refused."""
+    from internvla_s2_node.core.fast_generation import DECODE_ATTENTION_TRITON
+    from internvla_s2_node.core.fast_generation import decode_attention as da
+
+    b = backbone("qwen2_5_vl")
+    with pytest.raises(FastPathUnavailable, match="needs CUDA"):
+        FastGenerator(b, NEW_TOKENS, decode_attention=DECODE_ATTENTION_TRITON)
+    calls = []
+    monkeypatch.setattr(da, "available", lambda device: True)
+    monkeypatch.setattr(da, "_compute", lambda *args: (calls.append(tuple(args[1].shape)), da.reference(*args))[1])
+    fast = FastGenerator(b, NEW_TOKENS, cuda_graphs="fake", compile_decode=True, decode_attention=DECODE_ATTENTION_TRITON)
+    _compare(PlainGenerator(b, NEW_TOKENS), fast, _episode(3, seed=31))
+    assert fast.failures == {} and calls and all(len(shape) == 4 for shape in calls)
+
+
 @pytest.mark.parametrize("arch", ["qwen3_vl", "qwen2_5_vl"])
 def test_tower_grid_constants_are_recorded_and_equal_the_towers_own(backbone, arch):
     """Issue 14 item 4 (vision): the grid-only work of the tower's forward (rotary positions, segment bounds,
@@ -554,6 +647,27 @@ def test_cuda_graph_decoding_matches_plain(tiny_checkpoint, arch, decode_gemv): 
     assert fast.failures == {}
     assert fast.stats["prefill_graphs_captured"] >= 2 and fast.stats["decode_graphs_captured"] >= 1
     assert fast.stats["vision_graphs_captured"] >= len(b.model.model.visual.blocks)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("arch", ["qwen3_vl", "qwen2_5_vl"])
+def test_cuda_decode_attention_kernel_matches_plain(tiny_checkpoint, arch):  # noqa: F811
+    """On CUDA: the compiled kernels' values in bf16 (the 8B body's head layout) against the plain formula,
+    and, in float32 with the default fast path around them, the plain path's tokens."""
+    from internvla_s2_node.core.fast_generation import DECODE_ATTENTION_TRITON
+    from internvla_s2_node.core.fast_generation import decode_attention as da
+
+    g = torch.Generator(device="cuda").manual_seed(0)
+    q, k, v = (torch.randn(shape, generator=g, device="cuda").bfloat16() for shape in ((1, 32, 1, 128), (1, 8, 2048, 128), (1, 8, 2048, 128)))
+    mask = (torch.arange(2048, device="cuda") < 1417).view(1, 1, 1, 2048)
+    err = (da.decode_attention(q, k, v, mask, 128**-0.5).float() - da.reference(q.float(), k.float(), v.float(), mask, 128**-0.5)).abs().max()
+    assert err.item() < 0.02
+    b = load_backbone(tiny_checkpoint(arch), device="cuda", dtype="float32", attn_implementation="sdpa")
+    _spread_weights(b.model)
+    b.model.to("cuda")
+    plain, fast = PlainGenerator(b, NEW_TOKENS), FastGenerator(b, NEW_TOKENS, decode_attention=DECODE_ATTENTION_TRITON)
+    _compare(plain, fast, _episode(12, seed=23))
+    assert fast.failures == {} and fast.stats["decode_graphs_captured"] >= 1
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")

@@ -88,8 +88,8 @@ Files (one job each):
 * ``graphs.py``: CUDA-graph capture helpers (and the CPU stand-in the tests use).
 """
 
-from .decode import DECODE_ATTENTION
+from .decode import DECODE_ATTENTION, DECODE_ATTENTION_TRITON
 from .generator import FastGenerator, make_fast_generator
 from .settings import FastPathUnavailable
 
-__all__ = ["DECODE_ATTENTION", "FastGenerator", "FastPathUnavailable", "make_fast_generator"]
+__all__ = ["DECODE_ATTENTION", "DECODE_ATTENTION_TRITON", "FastGenerator", "FastPathUnavailable", "make_fast_generator"]

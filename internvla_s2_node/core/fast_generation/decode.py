@@ -9,11 +9,13 @@ from typing import Any
 
 import torch
 
+from . import decode_attention
 from .gemv import GemvLinear
 from .graphs import _capture
 from .kv import _layer_call, _LayerKV
 
 DECODE_ATTENTION = "s2_decode"
+DECODE_ATTENTION_TRITON = "s2_decode_triton"  # decode_attention.py: two Triton kernels, opt-in
 
 
 def _decode_attention_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
@@ -45,6 +47,7 @@ def _register_decode_attention() -> None:
         from transformers import AttentionInterface
 
         AttentionInterface.register(DECODE_ATTENTION, _decode_attention_forward)
+        AttentionInterface.register(DECODE_ATTENTION_TRITON, decode_attention.attention_forward)
         _registered = True
 
 

@@ -15,8 +15,9 @@ from typing import Any
 import torch
 
 from ..generation import Generated
+from . import decode_attention as decode_kernels
 from . import gemv
-from .decode import DECODE_ATTENTION, DecodeMixin, _layer_copies, _register_decode_attention
+from .decode import DECODE_ATTENTION, DECODE_ATTENTION_TRITON, DecodeMixin, _layer_copies, _register_decode_attention
 from .frames import FramesMixin, _FrameEntry
 from .fused import _FusedProjections, _fuse_layers
 from .graphs import _PoolHolder
@@ -80,9 +81,11 @@ class FastGenerator(FramesMixin, VisionMixin, PromptInputsMixin, StaticBuffersMi
         if self.attn not in SUPPORTED_ATTENTION:
             raise FastPathUnavailable(f"attention implementation {self.attn!r} (fast path supports {SUPPORTED_ATTENTION})")
         self.decode_attn = decode_attention or DECODE_ATTENTION
-        if self.decode_attn not in ("sdpa", "eager", DECODE_ATTENTION):
-            raise ValueError(f"decode_attention must be 'sdpa', 'eager' or {DECODE_ATTENTION!r}, got {decode_attention!r}")
-        if self.decode_attn == DECODE_ATTENTION:
+        if self.decode_attn not in ("sdpa", "eager", DECODE_ATTENTION, DECODE_ATTENTION_TRITON):
+            raise ValueError(f"decode_attention must be one of 'sdpa', 'eager', {DECODE_ATTENTION!r}, {DECODE_ATTENTION_TRITON!r}, got {decode_attention!r}")
+        if self.decode_attn == DECODE_ATTENTION_TRITON and not decode_kernels.available(self.device):
+            raise FastPathUnavailable(f"decode_attention {DECODE_ATTENTION_TRITON!r} needs CUDA and Triton")
+        if self.decode_attn in (DECODE_ATTENTION, DECODE_ATTENTION_TRITON):
             _register_decode_attention()
         self._attn_configs = list({id(c): c for c in (getattr(layer.self_attn, "config", None) for layer in lm.layers) if c is not None}.values())
         layer_types = getattr(text_cfg, "layer_types", None) or []
