@@ -203,9 +203,8 @@ class VisionMixin:
         grid = torch.tensor(grids, dtype=torch.long, device=self.device)
         return self._tower_outputs(self._run_tower_blocks(pixels, grid))
 
-    def _tower_context(self, graphs: dict | None) -> _VisionGraphContext:
-        return _VisionGraphContext(self.device, self.fake_graphs, self.stats, graphs, self._pool, self.compile_vision and graphs is not None,
-                                   self.vision_grouped)  # fmt: skip
+    def _tower_context(self, graphs: dict | None, compile: bool) -> _VisionGraphContext:
+        return _VisionGraphContext(self.device, self.fake_graphs, self.stats, graphs, self._pool, compile, self.vision_grouped)
 
     def _tower_replay(self, pixels: torch.Tensor, grid: tuple[int, int, int]) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """One frame through the whole tower replayed from its CUDA graph (captured per frame shape,
@@ -223,8 +222,7 @@ class VisionMixin:
 
     def _capture_tower(self, pixels: torch.Tensor, grid: torch.Tensor):
         # The blocks run directly inside the capture (grouped and compiled as configured), not from their own graphs.
-        _BlockGraphs.local.ctx = ctx = self._tower_context(None)
-        ctx.compile = self.compile_vision
+        _BlockGraphs.local.ctx = self._tower_context(None, self.compile_vision)
         try:
             reference, constants = record_grid_constants(self.visual, lambda: self._tower_outputs(self.visual(pixels, grid_thw=grid)))
             pixel_buf = pixels.clone()
@@ -239,13 +237,13 @@ class VisionMixin:
                 raise RuntimeError("the tower's graph replay differs from its own output")
         finally:
             _BlockGraphs.local.ctx = None
-        return graph, pixel_buf, grid  # the graph may read the grid's device memory: kept alive with it
+        return graph, pixel_buf, (grid, constants)  # device memory the graph reads: kept alive with it
 
     def _run_tower_blocks(self, pixels: torch.Tensor, grid: torch.Tensor):
         out = None
         graphs = self.vision_graphs and "vision" not in self.failures
         if graphs or (self.vision_grouped and "vision_grouped" not in self.failures):
-            _BlockGraphs.local.ctx = self._tower_context(self._vision_graphs if graphs else None)
+            _BlockGraphs.local.ctx = self._tower_context(self._vision_graphs if graphs else None, self.compile_vision and graphs)
             try:
                 out = self.visual(pixels, grid_thw=grid)
             except Exception as exc:  # noqa: BLE001 - any capture trouble: encode eagerly from now on
