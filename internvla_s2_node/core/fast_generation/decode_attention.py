@@ -1,7 +1,7 @@
 """Decode attention (one query token over the static cache) as two Triton kernels, for CUDA.
 
 The default decode attention (``decode.DECODE_ATTENTION``) is two batched matmuls around a fused masked
-softmax: three kernels per layer, 11.6 µs of the 8B decode token's layer on the H200
+softmax: three kernels per layer, together 11.6 µs of each layer of the 8B decode token on the H200
 (``benchmarks/results/decode_profile_nvidia-h200_2026-12-03.log``), for a few MB of K/V. Here the cache is
 cut into chunks; one program per (KV head, chunk) attends the KV head's query heads over the chunk's
 visible slots with an online softmax in fp32 (slots the mask hides are not read), and a second kernel
@@ -26,7 +26,7 @@ except ImportError:  # CPU-only installs without Triton
 
 CHUNK, BLOCK, WARPS = 128, 64, 4  # slots per program, slots per inner step
 # Triton's interpreter (the CPU tests) multiplies bf16 tiles wrongly in ``tl.dot`` (a 16x16 product was off by
-# 2e10 with Triton 3.6), so under it the tiles are made fp32 first; compiled kernels take bf16 as it is.
+# 2e10 with Triton 3.8.0), so under it the tiles are made fp32 first; compiled kernels take bf16 as it is.
 _INTERPRETED = os.environ.get("TRITON_INTERPRET") == "1"
 
 
