@@ -19,23 +19,13 @@ DECODE_ATTENTION_TRITON = "s2_decode_triton"  # decode_attention.py: two Triton 
 
 
 def _decode_attention_forward(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):
-    """Attention of a few query tokens over the static cache: plain matmuls and a masked fp32 softmax
-    (which ``torch.compile`` fuses), grouped-query heads folded into the query rows.
+    """Attention of a few query tokens over the static cache (``decode_attention.reference``).
 
     ``attention_mask``: bool ``[1, 1, 1, S]``, True where a slot may be attended. Returns
     ``([B, q, H, d], None)`` like the transformers attention functions.
     """
-    b, h, q, d = query.shape
-    kv_heads = key.shape[1]
-    groups = h // kv_heads
-    scale = scaling if scaling is not None else d**-0.5
-    qg = query.reshape(b, kv_heads, groups * q, d)
-    scores = torch.matmul(qg, key.transpose(-1, -2)).float() * scale
-    if attention_mask is not None:
-        scores = scores.masked_fill(~attention_mask, float("-inf"))
-    probs = torch.softmax(scores, dim=-1).to(value.dtype)
-    out = torch.matmul(probs, value).reshape(b, h, q, d)
-    return out.transpose(1, 2).contiguous(), None
+    scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+    return decode_attention.reference(query, key, value, attention_mask, scale), None
 
 
 _registered = False

@@ -123,14 +123,17 @@ def launch(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: to
     return out
 
 
-def reference(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor, scale: float) -> torch.Tensor:
-    """The same attention in plain torch (``[B, H, q, D]`` query, ``[B, KV, S, D]`` cache, bool mask
-    broadcastable to ``[B, 1, 1, S]``): ``[B, q, H, D]``, as ``decode._decode_attention_forward`` computes it."""
+def reference(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None, scale: float) -> torch.Tensor:
+    """The same attention in plain torch, the default decode attention's formula (``decode.DECODE_ATTENTION``):
+    ``[B, H, q, D]`` query, ``[B, KV, S, D]`` cache, bool mask broadcastable to ``[B, 1, 1, S]`` (True where a
+    slot may be attended; None: all) -> ``[B, q, H, D]``. Plain matmuls and a masked fp32 softmax (which
+    ``torch.compile`` fuses), grouped-query heads folded into the query rows."""
     b, h, q, d = query.shape
     kv_heads = key.shape[1]
     qg = query.reshape(b, kv_heads, (h // kv_heads) * q, d)
     scores = torch.matmul(qg, key.transpose(-1, -2)).float() * scale
-    scores = scores.masked_fill(~mask, float("-inf"))
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
     probs = torch.softmax(scores, dim=-1).to(value.dtype)
     return torch.matmul(probs, value).reshape(b, h, q, d).transpose(1, 2).contiguous()
 
