@@ -481,15 +481,21 @@ for n, k, bias, dtype in ((5, 33, False, torch.float32), (130, 1500, True, torch
 """
 
 
+def _run_interpreted(probe: str, *args: str, timeout: int = 300) -> list[str]:
+    """``probe`` in a Python process of its own under Triton's interpreter (TRITON_INTERPRET=1 is read when
+    the kernels are defined); asserts it succeeded and returns the lines it printed."""
+    pytest.importorskip("triton")
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run([sys.executable, "-c", probe, *args], env=env, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip().splitlines()
+
+
 def test_gemv_kernel_values(tmp_path):
     """The Triton GEMV's values (masked row and column tails, bias, bf16 inputs with fp32 accumulation)
     against an fp32 reference, run by Triton's interpreter on the CPU (TRITON_INTERPRET=1, in a process of
     its own: the variable is read when the kernel is defined)."""
-    pytest.importorskip("triton")
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    proc = subprocess.run([sys.executable, "-c", _GEMV_KERNEL_PROBE], env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert len(proc.stdout.strip().splitlines()) == 3
+    assert len(_run_interpreted(_GEMV_KERNEL_PROBE)) == 3
 
 
 _ATTENTION_KERNEL_PROBE = """
@@ -518,11 +524,7 @@ def test_decode_attention_kernel_values():
     """The Triton decode attention (chunks of the cache, online fp32 softmax, masked slots not read, chunks
     merged) against the plain formula in fp32, run by Triton's interpreter on the CPU (in a process of its
     own: the variable is read when the kernels are defined). Its speed is for benchmarks/step_variants.py."""
-    pytest.importorskip("triton")
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    proc = subprocess.run([sys.executable, "-c", _ATTENTION_KERNEL_PROBE], env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    assert len(proc.stdout.strip().splitlines()) == 4
+    assert len(_run_interpreted(_ATTENTION_KERNEL_PROBE)) == 4
 
 
 _ATTENTION_DECODE_PROBE = """
@@ -557,12 +559,7 @@ print(len(launches), len(answers), sorted(fast.failures))
 def test_decode_attention_kernel_in_the_decode_step(tiny_checkpoint):  # noqa: F811
     """``decode_attention=DECODE_ATTENTION_TRITON``: the decode step's attention runs the kernels (here
     under Triton's interpreter, float32) and the answers are the plain path's."""
-    pytest.importorskip("triton")
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    proc = subprocess.run([sys.executable, "-c", _ATTENTION_DECODE_PROBE, str(tiny_checkpoint("qwen3_vl"))], env=env,
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    launches, answers, failures = proc.stdout.strip().splitlines()[-1].split(" ", 2)
+    launches, answers, failures = _run_interpreted(_ATTENTION_DECODE_PROBE, str(tiny_checkpoint("qwen3_vl")), timeout=600)[-1].split(" ", 2)
     tiny_layers = 2
     assert int(launches) >= 4 * 3 * tiny_layers  # 3 decode tokens a call, every layer
     assert int(answers) >= 2 and failures == "[]"
